@@ -1,0 +1,13 @@
+//! Shared building blocks of every Strata role: tenant IDs, label helpers,
+//! matchers, the error classification and the store service trait.
+
+pub mod error;
+pub mod labels;
+pub mod matcher;
+pub mod store_api;
+pub mod tenant;
+
+pub use error::ErrorClass;
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use store_api::{GrpcStoreClient, StoreApi, StoreError};
+pub use tenant::TenantId;

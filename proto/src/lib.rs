@@ -1,0 +1,25 @@
+//! Generated wire types.
+//!
+//! - [`prometheus`]: Prometheus' `prompb` (remote write 1.0, remote read), field
+//!   numbers identical to Prometheus v3.5.
+//! - [`store`]: Strata's internal store-node gRPC service.
+
+#![allow(missing_debug_implementations, clippy::all)]
+
+pub mod prometheus {
+    tonic::include_proto!("prometheus");
+}
+
+/// Module nesting mirrors the proto packages so generated cross-package paths resolve.
+pub mod strata {
+    pub mod store {
+        pub mod v1 {
+            tonic::include_proto!("strata.store.v1");
+        }
+    }
+}
+
+pub use strata::store::v1 as store;
+
+/// The bit pattern Prometheus uses for a stale marker (a special NaN).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
