@@ -3,6 +3,8 @@
 //! - [`prometheus`]: Prometheus' `prompb` (remote write 1.0, remote read), field
 //!   numbers identical to Prometheus v3.5.
 //! - [`store`]: Strata's internal store-node gRPC service.
+//! - [`ingest`]: a lenient decoding of remote write 1.0 (labels as bytes).
+//! - [`wal`]: the store node's write-ahead-log records.
 
 #![allow(missing_debug_implementations, clippy::all)]
 
@@ -17,9 +19,21 @@ pub mod strata {
             tonic::include_proto!("strata.store.v1");
         }
     }
+    pub mod ingest {
+        pub mod v1 {
+            tonic::include_proto!("strata.ingest.v1");
+        }
+    }
+    pub mod wal {
+        pub mod v1 {
+            tonic::include_proto!("strata.wal.v1");
+        }
+    }
 }
 
 pub use strata::store::v1 as store;
+pub use strata::wal::v1 as wal;
+pub use strata::ingest::v1 as ingest;
 
 /// The bit pattern Prometheus uses for a stale marker (a special NaN).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

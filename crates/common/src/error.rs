@@ -14,6 +14,8 @@ pub enum ErrorClass {
     Forbidden,
     /// The request body exceeds a configured size (HTTP 413).
     TooLarge,
+    /// The request's media type or encoding is not supported (HTTP 415).
+    UnsupportedMediaType,
     /// A limit was hit; the client may retry later (HTTP 429).
     RateLimited,
     Timeout,
@@ -33,6 +35,7 @@ impl ErrorClass {
             ErrorClass::Unauthenticated => 401,
             ErrorClass::Forbidden => 403,
             ErrorClass::TooLarge => 413,
+            ErrorClass::UnsupportedMediaType => 415,
             ErrorClass::RateLimited => 429,
             ErrorClass::Timeout => 503,
             ErrorClass::Canceled => 499,
@@ -44,7 +47,9 @@ impl ErrorClass {
     /// The `errorType` of Prometheus' JSON error envelope.
     pub fn prometheus_error_type(self) -> &'static str {
         match self {
-            ErrorClass::BadData | ErrorClass::TooLarge => "bad_data",
+            ErrorClass::BadData | ErrorClass::TooLarge | ErrorClass::UnsupportedMediaType => {
+                "bad_data"
+            }
             ErrorClass::Unprocessable => "execution",
             ErrorClass::NotFound => "not_found",
             ErrorClass::Unauthenticated | ErrorClass::Forbidden => "bad_data",
@@ -64,6 +69,7 @@ impl ErrorClass {
             ErrorClass::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorClass::Forbidden => tonic::Code::PermissionDenied,
             ErrorClass::TooLarge => tonic::Code::OutOfRange,
+            ErrorClass::UnsupportedMediaType => tonic::Code::Unimplemented,
             ErrorClass::RateLimited => tonic::Code::ResourceExhausted,
             ErrorClass::Timeout => tonic::Code::DeadlineExceeded,
             ErrorClass::Canceled => tonic::Code::Cancelled,
@@ -80,6 +86,7 @@ impl ErrorClass {
             tonic::Code::Unauthenticated => ErrorClass::Unauthenticated,
             tonic::Code::PermissionDenied => ErrorClass::Forbidden,
             tonic::Code::OutOfRange => ErrorClass::TooLarge,
+            tonic::Code::Unimplemented => ErrorClass::UnsupportedMediaType,
             tonic::Code::ResourceExhausted => ErrorClass::RateLimited,
             tonic::Code::DeadlineExceeded => ErrorClass::Timeout,
             tonic::Code::Cancelled => ErrorClass::Canceled,
@@ -102,6 +109,7 @@ mod tests {
             ErrorClass::Unauthenticated,
             ErrorClass::Forbidden,
             ErrorClass::TooLarge,
+            ErrorClass::UnsupportedMediaType,
             ErrorClass::RateLimited,
             ErrorClass::Timeout,
             ErrorClass::Canceled,

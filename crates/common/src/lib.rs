@@ -1,6 +1,8 @@
 //! Shared building blocks of every Strata role: tenant IDs, label helpers,
-//! matchers, the error classification and the store service trait.
+//! matchers, the error classification, the store service trait and the
+//! Prometheus XOR chunk encoding (a wire format: remote read ships it).
 
+pub mod chunk;
 pub mod error;
 pub mod labels;
 pub mod matcher;

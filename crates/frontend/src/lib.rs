@@ -1,1 +1,201 @@
-//! placeholder
+//! The frontend: Strata's HTTP edge. It serves the Prometheus HTTP API,
+//! remote write (the distributor's ingest path) and remote read, resolves
+//! the tenant of every request and enforces limits. It reaches storage only
+//! through [`StoreApi`].
+//!
+//! The crate's surface: [`FrontendConfig`], [`Frontend::new`] and
+//! [`Frontend::router`].
+
+mod api_error;
+mod metrics;
+mod params;
+mod read_api;
+mod remote_read;
+mod remote_write;
+mod selector;
+mod tenant;
+pub mod validation;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use strata_common::{StoreApi, TenantId};
+
+pub use api_error::ApiError;
+pub use metrics::FrontendMetrics;
+pub use params::parse_time;
+pub use tenant::{ORG_ID_HEADER, TenancyConfig};
+pub use validation::LimitsConfig;
+
+/// Remote read tuning, with Prometheus' defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteReadConfig {
+    /// Largest frame of a streamed response, in bytes.
+    pub max_bytes_in_frame: usize,
+    /// Most samples one `SAMPLES` response may carry (0 = no limit).
+    pub sample_limit: u64,
+}
+
+impl Default for RemoteReadConfig {
+    fn default() -> Self {
+        RemoteReadConfig {
+            max_bytes_in_frame: remote_read::DEFAULT_MAX_BYTES_IN_FRAME,
+            sample_limit: remote_read::DEFAULT_SAMPLE_LIMIT,
+        }
+    }
+}
+
+/// Everything the frontend is configured with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontendConfig {
+    pub tenancy: TenancyConfig,
+    pub limits: LimitsConfig,
+    pub remote_read: RemoteReadConfig,
+}
+
+impl FrontendConfig {
+    /// Rejects nonsense at start-up with a message naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.tenancy.validate()?;
+        self.limits.validate()?;
+        if self.remote_read.max_bytes_in_frame == 0 {
+            return Err("remote_read.max_bytes_in_frame must be greater than 0".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Shared state of the HTTP handlers; cheap to clone.
+#[derive(Clone)]
+pub struct Frontend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: FrontendConfig,
+    store: Arc<dyn StoreApi>,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    metrics: FrontendMetrics,
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl Frontend {
+    /// A frontend over `store`; `ready` tells `/-/ready` whether storage
+    /// finished starting (WAL replay).
+    pub fn new(
+        config: FrontendConfig,
+        store: Arc<dyn StoreApi>,
+        ready: Arc<dyn Fn() -> bool + Send + Sync>,
+        registry: &mut Registry,
+    ) -> Self {
+        Frontend {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                ready,
+                metrics: FrontendMetrics::new(registry),
+            }),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &FrontendConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn store(&self) -> &dyn StoreApi {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn metrics(&self) -> &FrontendMetrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn tenant(&self, headers: &HeaderMap) -> Result<TenantId, ApiError> {
+        self.inner.config.tenancy.resolve(headers)
+    }
+
+    /// The HTTP routes of the Prometheus API, remote write/read and health.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .route("/api/v1/push", post(remote_write))
+            .route("/api/v1/write", post(remote_write))
+            .route("/api/v1/read", post(remote_read))
+            .route("/api/v1/series", get(series).post(series))
+            .route("/api/v1/labels", get(labels).post(labels))
+            .route("/api/v1/label/{name}/values", get(label_values))
+            .route("/api/v1/metadata", get(metadata))
+            .route("/api/v1/status/buildinfo", get(read_api::build_info))
+            .route("/api/v1/query_exemplars", get(read_api::query_exemplars).post(read_api::query_exemplars))
+            .route("/api/v1/rules", get(read_api::rules))
+            .route("/-/healthy", get(read_api::healthy).head(read_api::healthy))
+            .route("/-/ready", get(ready).head(ready))
+            .with_state(self.clone());
+        // The same API under Mimir's prefix, so Mimir-style datasource URLs work too.
+        Router::new()
+            .nest("/prometheus", api.clone())
+            .merge(api)
+            .layer(axum::middleware::from_fn_with_state(self.clone(), metrics::track))
+    }
+}
+
+/// Parameters from the URL and, for form posts, the body.
+async fn params(query: Option<String>, headers: &HeaderMap, body: Body) -> Result<params::Params, ApiError> {
+    let body = remote_write::read_body(body, 8 << 20).await?;
+    Ok(params::Params::new(query.as_deref(), headers, &body))
+}
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn remote_write(State(fe): State<Frontend>, headers: HeaderMap, body: Body) -> Response {
+    fe.remote_write(&headers, body).await
+}
+
+async fn remote_read(State(fe): State<Frontend>, headers: HeaderMap, body: Body) -> Response {
+    fe.remote_read(&headers, body).await
+}
+
+async fn series(State(fe): State<Frontend>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
+    let result = async { fe.series(&headers, &params(q, &headers, body).await?).await }.await;
+    respond(result)
+}
+
+async fn labels(State(fe): State<Frontend>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
+    let result = async { fe.label_names(&headers, &params(q, &headers, body).await?).await }.await;
+    respond(result)
+}
+
+async fn label_values(
+    State(fe): State<Frontend>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async { fe.label_values(&headers, &params(q, &headers, body).await?, &name).await }.await;
+    respond(result)
+}
+
+async fn metadata(State(fe): State<Frontend>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
+    let result = async { fe.metadata(&headers, &params(q, &headers, body).await?).await }.await;
+    respond(result)
+}
+
+async fn ready(State(fe): State<Frontend>) -> Response {
+    read_api::ready((fe.inner.ready)())
+}

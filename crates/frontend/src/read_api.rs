@@ -1,0 +1,272 @@
+//! The Prometheus read APIs that need no PromQL: series, label names, label
+//! values, metadata, plus build info, the exemplar and rules endpoints
+//! Grafana probes, and the health endpoints.
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use strata_common::Matcher;
+use strata_proto::prometheus::{Label, MetricMetadata, metric_metadata::MetricType};
+use strata_proto::store::{
+    LabelNamesRequest, LabelValuesRequest, MatcherSet, MetadataRequest, SeriesRequest,
+};
+
+use crate::Frontend;
+use crate::api_error::ApiError;
+use crate::params::{MAX_TIME_MS, MIN_TIME_MS, Params};
+use crate::selector::parse_selector;
+
+/// The warning Prometheus adds when `limit` cut a result.
+const TRUNCATED_WARNING: &str = "results truncated due to limit";
+
+/// `{"status":"success","data":...}` with optional warnings.
+pub(crate) fn success(data: Value, warnings: Vec<String>) -> Response {
+    let mut body = Map::new();
+    body.insert("status".into(), json!("success"));
+    body.insert("data".into(), data);
+    if !warnings.is_empty() {
+        body.insert("warnings".into(), json!(warnings));
+    }
+    Json(Value::Object(body)).into_response()
+}
+
+fn warnings_if(truncated: bool) -> Vec<String> {
+    if truncated {
+        vec![TRUNCATED_WARNING.to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A label set as a JSON object; label sets are sorted so keys come out sorted.
+fn labels_json(labels: &[Label]) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+            .collect(),
+    )
+}
+
+/// The `[start, end]` of a series/labels request, open-ended by default.
+fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
+    let start = params.time_or("start", MIN_TIME_MS)?;
+    let end = params.time_or("end", MAX_TIME_MS)?;
+    if end < start {
+        return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+    }
+    Ok((start, end))
+}
+
+/// Parses every `match[]` selector into a matcher set.
+fn matcher_sets(params: &Params) -> Result<Vec<MatcherSet>, ApiError> {
+    params
+        .all("match[]")
+        .into_iter()
+        .map(|text| {
+            let matchers = parse_selector(text).map_err(|e| ApiError::invalid_param("match[]", e))?;
+            Ok(MatcherSet {
+                matchers: matchers.iter().map(Matcher::to_proto).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Decodes Prometheus' `U__` escaping of label names in URL paths
+/// (`U__http_2e_status` → `http.status`, `__` → `_`).
+pub(crate) fn unescape_label_name(name: &str) -> Option<String> {
+    let Some(escaped) = name.strip_prefix("U__") else {
+        return Some(name.to_owned());
+    };
+    let mut out = String::new();
+    let mut chars = escaped.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'_') {
+            chars.next();
+            out.push('_');
+            continue;
+        }
+        let hex: String = chars.by_ref().take_while(|c| *c != '_').collect();
+        let code = u32::from_str_radix(&hex, 16).ok()?;
+        out.push(char::from_u32(code)?);
+    }
+    Some(out)
+}
+
+impl Frontend {
+    pub(crate) async fn series(&self, headers: &HeaderMap, params: &Params) -> Result<Response, ApiError> {
+        let tenant = self.tenant(headers)?;
+        let sets = matcher_sets(params)?;
+        if sets.is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let (start_ms, end_ms) = time_range(params)?;
+        let response = self
+            .store()
+            .series(SeriesRequest {
+                tenant: tenant.to_string(),
+                matcher_sets: sets,
+                start_ms,
+                end_ms,
+                limit: params.limit()?,
+            })
+            .await?;
+        let data: Vec<Value> = response.series.iter().map(|s| labels_json(&s.labels)).collect();
+        Ok(success(Value::Array(data), warnings_if(response.truncated)))
+    }
+
+    pub(crate) async fn label_names(&self, headers: &HeaderMap, params: &Params) -> Result<Response, ApiError> {
+        let tenant = self.tenant(headers)?;
+        let (start_ms, end_ms) = time_range(params)?;
+        let response = self
+            .store()
+            .label_names(LabelNamesRequest {
+                tenant: tenant.to_string(),
+                matcher_sets: matcher_sets(params)?,
+                start_ms,
+                end_ms,
+                limit: params.limit()?,
+            })
+            .await?;
+        Ok(success(json!(response.names), warnings_if(response.truncated)))
+    }
+
+    pub(crate) async fn label_values(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+        name: &str,
+    ) -> Result<Response, ApiError> {
+        let tenant = self.tenant(headers)?;
+        let name = unescape_label_name(name)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
+        let (start_ms, end_ms) = time_range(params)?;
+        let response = self
+            .store()
+            .label_values(LabelValuesRequest {
+                tenant: tenant.to_string(),
+                name,
+                matcher_sets: matcher_sets(params)?,
+                start_ms,
+                end_ms,
+                limit: params.limit()?,
+            })
+            .await?;
+        Ok(success(json!(response.values), warnings_if(response.truncated)))
+    }
+
+    pub(crate) async fn metadata(&self, headers: &HeaderMap, params: &Params) -> Result<Response, ApiError> {
+        let tenant = self.tenant(headers)?;
+        let parse_limit = |name: &str| -> Result<u64, ApiError> {
+            match params.get(name) {
+                None => Ok(0),
+                Some(text) => {
+                    let value: i64 = text
+                        .parse()
+                        .map_err(|_| ApiError::bad_data(format!("{name} must be a number")))?;
+                    // Prometheus treats a negative limit as "no limit".
+                    Ok(u64::try_from(value).unwrap_or(0))
+                }
+            }
+        };
+        let response = self
+            .store()
+            .metadata(MetadataRequest {
+                tenant: tenant.to_string(),
+                metric: params.get("metric").unwrap_or("").to_owned(),
+                limit: parse_limit("limit")?,
+                limit_per_metric: parse_limit("limit_per_metric")?,
+            })
+            .await?;
+        let data: Map<String, Value> = response
+            .families
+            .iter()
+            .map(|f| (f.metric.clone(), Value::Array(f.entries.iter().map(metadata_json).collect())))
+            .collect();
+        Ok(success(Value::Object(data), Vec::new()))
+    }
+}
+
+/// One metadata entry as Prometheus renders it.
+fn metadata_json(entry: &MetricMetadata) -> Value {
+    let kind = match MetricType::try_from(entry.r#type).unwrap_or(MetricType::Unknown) {
+        MetricType::Unknown => "unknown",
+        MetricType::Counter => "counter",
+        MetricType::Gauge => "gauge",
+        MetricType::Histogram => "histogram",
+        MetricType::Gaugehistogram => "gaugehistogram",
+        MetricType::Summary => "summary",
+        MetricType::Info => "info",
+        MetricType::Stateset => "stateset",
+    };
+    json!({"type": kind, "help": entry.help, "unit": entry.unit})
+}
+
+/// `/api/v1/status/buildinfo`: Prometheus' shape with our version and no
+/// `features` key (which would make Grafana treat us as Mimir with a ruler).
+pub(crate) async fn build_info() -> Response {
+    success(
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": option_env!("STRATA_GIT_REVISION").unwrap_or("unknown"),
+            "branch": option_env!("STRATA_GIT_BRANCH").unwrap_or("unknown"),
+            "buildUser": "strata",
+            "buildDate": option_env!("STRATA_BUILD_DATE").unwrap_or("unknown"),
+            "goVersion": "n/a (rust)",
+        }),
+        Vec::new(),
+    )
+}
+
+/// Exemplars are not stored yet: a successful empty answer, as Prometheus
+/// gives when it has none.
+pub(crate) async fn query_exemplars() -> Response {
+    success(json!([]), Vec::new())
+}
+
+/// No recording or alerting rules yet.
+pub(crate) async fn rules() -> Response {
+    success(json!({"groups": []}), Vec::new())
+}
+
+pub(crate) async fn healthy() -> Response {
+    (StatusCode::OK, "Strata is Healthy.\n").into_response()
+}
+
+pub(crate) fn ready(is_ready: bool) -> Response {
+    if is_ready {
+        (StatusCode::OK, "Strata is Ready.\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_utf8_label_names() {
+        assert_eq!(unescape_label_name("job").as_deref(), Some("job"));
+        assert_eq!(unescape_label_name("U__http_2e_status__code").as_deref(), Some("http.status_code"));
+        assert_eq!(unescape_label_name("U__a_1f600_").as_deref(), Some("a😀"));
+        assert_eq!(unescape_label_name("U__a_zz_"), None);
+    }
+
+    #[test]
+    fn metadata_types_are_lowercase_names() {
+        let entry = MetricMetadata {
+            r#type: MetricType::Counter as i32,
+            metric_family_name: "x".into(),
+            help: "h".into(),
+            unit: "".into(),
+        };
+        assert_eq!(metadata_json(&entry), json!({"type":"counter","help":"h","unit":""}));
+    }
+}

@@ -1,0 +1,198 @@
+//! Remote write 1.0 ingestion (`/api/v1/push`, `/api/v1/write`): size checks
+//! before decompression, snappy + protobuf decoding, per-series validation,
+//! then one write to the store. Valid series are written even when others
+//! are refused; the answer is then 400 naming the first refused series.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prost::Message;
+use strata_common::{ErrorClass, TenantId, labels};
+use strata_proto::ingest::RawWriteRequest;
+use strata_proto::store::{WriteRequest, WriteResponse};
+
+use crate::Frontend;
+use crate::api_error::ApiError;
+use crate::validation::validate_series;
+
+const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
+const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
+const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+
+/// Reads a request body, refusing (413) more than `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorClass::TooLarge,
+            format!("request body larger than the limit of {limit} bytes"),
+        )
+    })
+}
+
+/// Decompresses a snappy block, checking its declared length against `limit`
+/// first so a tiny body cannot make us allocate gigabytes.
+pub(crate) fn decompress(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = snap::raw::decompress_len(compressed)
+        .map_err(|e| ApiError::bad_data(format!("body is not snappy-compressed: {e}")))?;
+    if declared > limit {
+        return Err(ApiError::new(
+            ErrorClass::TooLarge,
+            format!("decompressed body of {declared} bytes is larger than the limit of {limit} bytes"),
+        ));
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(compressed)
+        .map_err(|e| ApiError::bad_data(format!("body is not snappy-compressed: {e}")))
+}
+
+/// Remote write 2.0 and unknown encodings are refused with 415, as the spec asks.
+fn check_content_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let unsupported = |message: String| ApiError::new(ErrorClass::UnsupportedMediaType, message);
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("").trim();
+        if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("snappy") {
+            return Err(unsupported(format!("unsupported content encoding {encoding:?}")));
+        }
+    }
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let content_type = content_type.to_str().unwrap_or("");
+        let proto = content_type
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim() == "proto")
+            .map(|(_, v)| v.trim());
+        if let Some(proto) = proto
+            && proto != "prometheus.WriteRequest"
+        {
+            return Err(unsupported(format!("unsupported remote write message {proto:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// What a remote-write request did, for the response.
+#[derive(Debug, Default)]
+struct Ingested {
+    written: WriteResponse,
+    refused_series: usize,
+    refused_samples: u64,
+    first_refusal: Option<String>,
+}
+
+impl Frontend {
+    pub(crate) async fn remote_write(&self, headers: &HeaderMap, body: Body) -> Response {
+        match self.try_remote_write(headers, body).await {
+            Ok(ingested) => ingested.into_response(),
+            Err(error) => error.into_text_response(),
+        }
+    }
+
+    async fn try_remote_write(&self, headers: &HeaderMap, body: Body) -> Result<Ingested, ApiError> {
+        let tenant = self.tenant(headers)?;
+        check_content_headers(headers)?;
+        let limits = &self.config().limits;
+        let compressed = read_body(body, limits.max_request_body_bytes).await?;
+        let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
+        let request = RawWriteRequest::decode(decoded.as_slice())
+            .map_err(|e| ApiError::bad_data(format!("body is not a valid remote-write protobuf message: {e}")))?;
+        self.ingest(&tenant, request).await
+    }
+
+    async fn ingest(&self, tenant: &TenantId, request: RawWriteRequest) -> Result<Ingested, ApiError> {
+        let limits = &self.config().limits;
+        let mut ingested = Ingested::default();
+        let mut valid = Vec::with_capacity(request.timeseries.len());
+        for raw in request.timeseries {
+            let samples = (raw.samples.len() + raw.histograms.len()) as u64;
+            match validate_series(raw, limits) {
+                Ok(series) => valid.push(series),
+                Err(message) => {
+                    ingested.refused_series += 1;
+                    ingested.refused_samples += samples;
+                    ingested.first_refusal.get_or_insert(message);
+                }
+            }
+        }
+        let metadata = request
+            .metadata
+            .into_iter()
+            .filter(|m| !m.metric_family_name.is_empty())
+            .collect();
+        let written = self
+            .store()
+            .write(WriteRequest {
+                tenant: tenant.as_str().to_owned(),
+                timeseries: valid.clone(),
+                metadata,
+            })
+            .await?;
+        for rejected in &written.rejected {
+            ingested.refused_series += 1;
+            ingested.refused_samples += rejected.rejected_samples;
+            let series = valid
+                .get(rejected.index as usize)
+                .map(|s| labels::format(&s.labels))
+                .unwrap_or_default();
+            ingested
+                .first_refusal
+                .get_or_insert_with(|| format!("{} for series {series}", rejected.reason));
+        }
+        self.metrics().observe_ingest(&written, ingested.refused_samples);
+        ingested.written = written;
+        Ok(ingested)
+    }
+}
+
+impl IntoResponse for Ingested {
+    fn into_response(self) -> Response {
+        let mut response = match &self.first_refusal {
+            None => StatusCode::NO_CONTENT.into_response(),
+            Some(first) => ApiError::bad_data(format!(
+                "{} series with {} samples refused; the first: {first}",
+                self.refused_series, self.refused_samples
+            ))
+            .into_text_response(),
+        };
+        let headers = response.headers_mut();
+        let count = |n: u64| HeaderValue::from(n);
+        headers.insert(SAMPLES_WRITTEN, count(self.written.samples_written));
+        headers.insert(HISTOGRAMS_WRITTEN, count(self.written.histograms_written));
+        headers.insert(EXEMPLARS_WRITTEN, count(0));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_length_is_checked_before_decompressing() {
+        let big = vec![0u8; 1 << 20];
+        let compressed = snap::raw::Encoder::new().compress_vec(&big).expect("compress");
+        assert!(compressed.len() < 100_000);
+        let error = decompress(&compressed, 1000).expect_err("too large");
+        assert_eq!(error.class, ErrorClass::TooLarge);
+        assert_eq!(decompress(&compressed, 1 << 20).expect("fits").len(), 1 << 20);
+        let error = decompress(b"\xff\xff\xff\xff\xff\xff", 1000).expect_err("garbage");
+        assert_eq!(error.class, ErrorClass::BadData);
+    }
+
+    #[test]
+    fn content_headers() {
+        let mut headers = HeaderMap::new();
+        assert!(check_content_headers(&headers).is_ok());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        assert!(check_content_headers(&headers).is_ok());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf; proto=io.prometheus.write.v2.Request"),
+        );
+        assert!(check_content_headers(&headers).is_err());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert!(check_content_headers(&headers).is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! Validation of incoming series, as Prometheus and Mimir do it, and the
+//! per-tenant limits it enforces.
+//!
+//! Decisions (documented in docs/configuration.md): labels are sorted by
+//! name when they arrive unsorted (remote write requires sorted labels, but
+//! sorting costs little and loses nothing); labels with an empty value are
+//! dropped, since Prometheus treats an empty value as an absent label.
+
+use serde::{Deserialize, Serialize};
+use strata_common::labels::{self, METRIC_NAME};
+use strata_proto::ingest::{RawLabel, RawTimeSeries};
+use strata_proto::prometheus::{Histogram, Label, TimeSeries, histogram};
+
+/// Limits applied to every write (per tenant overrides come with meta).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most labels a series may have, `__name__` included.
+    pub max_label_names_per_series: usize,
+    /// Longest label name, in bytes.
+    pub max_label_name_length: usize,
+    /// Longest label value, in bytes.
+    pub max_label_value_length: usize,
+    /// Largest compressed remote-write or remote-read body, in bytes (413 beyond).
+    pub max_request_body_bytes: usize,
+    /// Largest body once decompressed, checked against snappy's declared length
+    /// before decompressing (413 beyond).
+    pub max_decompressed_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_label_names_per_series: 30,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            max_request_body_bytes: 10 << 20,
+            max_decompressed_body_bytes: 100 << 20,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Rejects settings that cannot work, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("limits.max_label_names_per_series", self.max_label_names_per_series),
+            ("limits.max_label_name_length", self.max_label_name_length),
+            ("limits.max_label_value_length", self.max_label_value_length),
+            ("limits.max_request_body_bytes", self.max_request_body_bytes),
+            ("limits.max_decompressed_body_bytes", self.max_decompressed_body_bytes),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest rendering of a series in an error message.
+const MAX_SERIES_IN_MESSAGE: usize = 512;
+
+/// Checks one series and returns it in canonical form (labels valid UTF-8,
+/// sorted, no empty values), or a message naming the series and the problem.
+pub fn validate_series(raw: RawTimeSeries, limits: &LimitsConfig) -> Result<TimeSeries, String> {
+    let shown = || render(&raw.labels);
+    let mut labels: Vec<Label> = Vec::with_capacity(raw.labels.len());
+    for RawLabel { name, value } in &raw.labels {
+        let Ok(name) = std::str::from_utf8(name) else {
+            return Err(format!("label name is not valid UTF-8 in series {}", shown()));
+        };
+        let Ok(value) = std::str::from_utf8(value) else {
+            return Err(format!("label value of {name:?} is not valid UTF-8 in series {}", shown()));
+        };
+        if name.is_empty() {
+            return Err(format!("empty label name in series {}", shown()));
+        }
+        if value.is_empty() {
+            continue;
+        }
+        labels.push(labels::label(name, value));
+    }
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+
+    if let Some(pair) = labels.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!("duplicate label name {:?} in series {}", pair[0].name, shown()));
+    }
+    let metric = labels::get(&labels, METRIC_NAME);
+    if metric.is_empty() {
+        return Err(format!("series has no metric name: {}", shown()));
+    }
+    if !is_valid_metric_name(metric) {
+        return Err(format!("invalid metric name {metric:?} in series {}", shown()));
+    }
+    if labels.len() > limits.max_label_names_per_series {
+        return Err(format!(
+            "series has {} labels, more than the limit of {}: {}",
+            labels.len(),
+            limits.max_label_names_per_series,
+            shown()
+        ));
+    }
+    for label in &labels {
+        if !is_valid_label_name(&label.name) {
+            return Err(format!("invalid label name {:?} in series {}", label.name, shown()));
+        }
+        if label.name.len() > limits.max_label_name_length {
+            return Err(format!(
+                "label name {:?} is longer than {} bytes in series {}",
+                label.name,
+                limits.max_label_name_length,
+                shown()
+            ));
+        }
+        if label.value.len() > limits.max_label_value_length {
+            return Err(format!(
+                "value of label {:?} is longer than {} bytes in series {}",
+                label.name,
+                limits.max_label_value_length,
+                shown()
+            ));
+        }
+    }
+    for histogram in &raw.histograms {
+        validate_histogram(histogram).map_err(|why| format!("{why} in series {}", shown()))?;
+    }
+    Ok(TimeSeries {
+        labels,
+        samples: raw.samples,
+        exemplars: Vec::new(),
+        histograms: raw.histograms,
+    })
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: the legacy label name syntax.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`: the legacy metric name syntax.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Structural checks on a native histogram: the spans must describe exactly
+/// the buckets sent, in the representation (integer or float) its count uses.
+fn validate_histogram(h: &Histogram) -> Result<(), String> {
+    let is_float = matches!(h.count, Some(histogram::Count::CountFloat(_)));
+    let span_total = |spans: &[strata_proto::prometheus::BucketSpan]| -> u64 {
+        spans.iter().map(|s| u64::from(s.length)).sum()
+    };
+    let (positive, negative) = if is_float {
+        (h.positive_counts.len(), h.negative_counts.len())
+    } else {
+        (h.positive_deltas.len(), h.negative_deltas.len())
+    };
+    if span_total(&h.positive_spans) != positive as u64 {
+        return Err(format!(
+            "histogram at {} has positive spans for {} buckets but {positive} buckets",
+            h.timestamp,
+            span_total(&h.positive_spans)
+        ));
+    }
+    if span_total(&h.negative_spans) != negative as u64 {
+        return Err(format!(
+            "histogram at {} has negative spans for {} buckets but {negative} buckets",
+            h.timestamp,
+            span_total(&h.negative_spans)
+        ));
+    }
+    if !(-4..=8).contains(&h.schema) && h.schema != -53 {
+        return Err(format!("histogram at {} has unsupported schema {}", h.timestamp, h.schema));
+    }
+    Ok(())
+}
+
+/// A series as `name{a="b"}` for messages, lossy for invalid UTF-8 and capped.
+fn render(raw: &[RawLabel]) -> String {
+    let labels: Vec<Label> = raw
+        .iter()
+        .map(|l| Label {
+            name: String::from_utf8_lossy(&l.name).into_owned(),
+            value: String::from_utf8_lossy(&l.value).into_owned(),
+        })
+        .collect();
+    let mut text = labels::format(&labels);
+    if text.len() > MAX_SERIES_IN_MESSAGE {
+        let mut cut = MAX_SERIES_IN_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::prometheus::Sample;
+
+    fn raw(pairs: &[(&[u8], &[u8])]) -> RawTimeSeries {
+        RawTimeSeries {
+            labels: pairs
+                .iter()
+                .map(|(n, v)| RawLabel {
+                    name: n.to_vec(),
+                    value: v.to_vec(),
+                })
+                .collect(),
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: 1,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn check(pairs: &[(&[u8], &[u8])]) -> Result<TimeSeries, String> {
+        validate_series(raw(pairs), &LimitsConfig::default())
+    }
+
+    #[test]
+    fn sorts_and_drops_empty_values() {
+        let series = check(&[(b"job", b"a"), (b"__name__", b"up"), (b"env", b"")]).expect("valid");
+        let names: Vec<&str> = series.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec!["__name__", "job"]);
+    }
+
+    #[test]
+    fn each_rule_names_the_series() {
+        let cases: Vec<(Vec<(&[u8], &[u8])>, &str)> = vec![
+            (vec![(b"job", b"a")], "series has no metric name: {job=\"a\"}"),
+            (vec![(b"__name__", b"up"), (b"1x", b"a")], "invalid label name \"1x\""),
+            (vec![(b"__name__", b"up"), (b"", b"a")], "empty label name"),
+            (vec![(b"__name__", b"up"), (b"a", b"1"), (b"a", b"2")], "duplicate label name \"a\""),
+            (vec![(b"__name__", b"up"), (b"a", b"\xff")], "not valid UTF-8"),
+            (vec![(b"__name__", b"a-b")], "invalid metric name \"a-b\""),
+        ];
+        for (pairs, expected) in cases {
+            let error = check(&pairs).expect_err(expected);
+            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+        }
+        let error = check(&[(b"__name__", b"up"), (b"a", b"\xff")]).expect_err("utf8");
+        assert!(error.contains("up{a=\"\u{fffd}\"}"), "{error}");
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let limits = LimitsConfig {
+            max_label_names_per_series: 2,
+            max_label_name_length: 8,
+            max_label_value_length: 4,
+            ..LimitsConfig::default()
+        };
+        let too_many = raw(&[(b"__name__", b"up"), (b"a", b"1"), (b"b", b"2")]);
+        assert!(validate_series(too_many, &limits).expect_err("count").contains("more than the limit of 2"));
+        let long_name = raw(&[(b"__name__", b"up"), (b"abcdefghi", b"1")]);
+        assert!(validate_series(long_name, &limits).expect_err("name").contains("longer than 8 bytes"));
+        let long_value = raw(&[(b"__name__", b"up"), (b"a", b"12345")]);
+        assert!(validate_series(long_value, &limits).expect_err("value").contains("longer than 4 bytes"));
+    }
+
+    #[test]
+    fn histogram_spans_must_match_buckets() {
+        let mut series = raw(&[(b"__name__", b"h")]);
+        series.histograms.push(Histogram {
+            count: Some(histogram::Count::CountInt(3)),
+            positive_spans: vec![strata_proto::prometheus::BucketSpan { offset: 0, length: 2 }],
+            positive_deltas: vec![1],
+            ..Default::default()
+        });
+        let error = validate_series(series, &LimitsConfig::default()).expect_err("mismatch");
+        assert!(error.contains("positive spans for 2 buckets but 1 buckets"), "{error}");
+    }
+
+    #[test]
+    fn name_syntax() {
+        assert!(is_valid_label_name("_a1"));
+        assert!(!is_valid_label_name("a:b"));
+        assert!(is_valid_metric_name("a:b_c"));
+        assert!(!is_valid_metric_name("1a"));
+    }
+}

@@ -1,0 +1,367 @@
+//! The storage engine of one store node: a [`TenantDb`] per tenant under
+//! `<data_dir>/tenants/<tenant>/`, opened (WAL replayed) at start-up and
+//! created on a tenant's first write. It implements [`StoreApi`], so the
+//! frontend can call it in-process and the gRPC service can expose it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use strata_common::{ErrorClass, Matcher, StoreApi, StoreError, TenantId};
+use strata_proto::prometheus::{LabelMatcher, Labels};
+use strata_proto::store::{
+    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, MatcherSet,
+    MetadataRequest, MetadataResponse, MetricFamilyMetadata, SelectRequest, SelectedSeries,
+    SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
+};
+
+use crate::metrics::StoreMetrics;
+use crate::tenant_db::TenantDb;
+use crate::wal::WalOptions;
+
+/// Where and how the engine stores data.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    pub wal: WalOptions,
+}
+
+/// The engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("data directory {dir} is not usable")]
+    DataDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {dir} is in use by another strata process")]
+    Locked { dir: PathBuf },
+    #[error("failed to open tenant {tenant}")]
+    Tenant {
+        tenant: String,
+        #[source]
+        source: crate::tenant_db::TenantDbError,
+    },
+}
+
+/// A store node's engine.
+#[derive(Debug)]
+pub struct Engine {
+    options: EngineOptions,
+    tenants: RwLock<HashMap<String, Arc<TenantDb>>>,
+    ready: AtomicBool,
+    metrics: StoreMetrics,
+    /// Held for the engine's lifetime: one process per data directory.
+    _lock: File,
+}
+
+impl Engine {
+    /// Prepares the data directory (created if missing, checked writable,
+    /// locked). Call [`Engine::replay`] before serving writes.
+    pub fn new(options: EngineOptions, metrics: StoreMetrics) -> Result<Engine, EngineError> {
+        let dir = options.data_dir.clone();
+        let io_error = |source| EngineError::DataDir {
+            dir: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir.join("tenants")).map_err(io_error)?;
+        let lock = File::create(dir.join("LOCK")).map_err(io_error)?;
+        if lock.try_lock().is_err() {
+            return Err(EngineError::Locked { dir });
+        }
+        Ok(Engine {
+            options,
+            tenants: RwLock::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            metrics,
+            _lock: lock,
+        })
+    }
+
+    /// Opens every tenant found on disk, replaying their WALs. Blocking.
+    pub fn replay(&self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let tenants_dir = self.options.data_dir.join("tenants");
+        let entries = std::fs::read_dir(&tenants_dir).map_err(|source| EngineError::DataDir {
+            dir: tenants_dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            if TenantId::new(&name).is_err() {
+                tracing::warn!(dir = %name, "ignoring a directory that is not a tenant");
+                continue;
+            }
+            self.open_tenant(&name)?;
+        }
+        self.ready.store(true, Ordering::SeqCst);
+        tracing::info!(
+            tenants = self.tenants.read().len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "wal replay finished"
+        );
+        Ok(())
+    }
+
+    /// Whether WAL replay has finished.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Makes every tenant's WAL durable (shutdown).
+    pub fn sync_all(&self) {
+        for db in self.tenants.read().values() {
+            if let Err(error) = db.sync() {
+                tracing::error!(tenant = db.tenant(), error = %error, "wal sync failed");
+            }
+        }
+    }
+
+    /// Runs due interval fsyncs (called by a timer under the interval policy).
+    pub fn sync_due(&self) {
+        for db in self.tenants.read().values() {
+            if let Err(error) = db.sync_if_due() {
+                tracing::error!(tenant = db.tenant(), error = %error, "wal sync failed");
+            }
+        }
+    }
+
+    fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.options.data_dir.join("tenants").join(tenant)
+    }
+
+    fn open_tenant(&self, tenant: &str) -> Result<Arc<TenantDb>, EngineError> {
+        let dir = self.tenant_dir(tenant);
+        let (db, stats) = TenantDb::open(tenant, &dir, self.options.wal.clone()).map_err(
+            |source| EngineError::Tenant {
+                tenant: tenant.to_owned(),
+                source,
+            },
+        )?;
+        let head = db.head();
+        tracing::info!(
+            tenant,
+            segments = stats.segments,
+            records = stats.records,
+            truncated_bytes = stats.truncated_bytes,
+            series = head.num_series(),
+            samples = head.num_samples(),
+            "tenant opened"
+        );
+        self.metrics.head_series.inc_by(head.num_series() as i64);
+        drop(head);
+        let db = Arc::new(db);
+        self.tenants.write().insert(tenant.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    /// The tenant's database, created on first use.
+    fn tenant_for_write(&self, tenant: &str) -> Result<Arc<TenantDb>, StoreError> {
+        if let Some(db) = self.tenants.read().get(tenant) {
+            return Ok(db.clone());
+        }
+        let _ = TenantId::new(tenant).map_err(|e| StoreError::bad_data(e.to_string()))?;
+        let mut tenants = self.tenants.write();
+        if let Some(db) = tenants.get(tenant) {
+            return Ok(db.clone());
+        }
+        drop(tenants);
+        let db = self
+            .open_tenant(tenant)
+            .map_err(|e| StoreError::new(ErrorClass::Unavailable, error_chain(&e)))?;
+        tenants = self.tenants.write();
+        Ok(tenants.entry(tenant.to_owned()).or_insert(db).clone())
+    }
+
+    fn tenant_for_read(&self, tenant: &str) -> Option<Arc<TenantDb>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    fn check_ready(&self) -> Result<(), StoreError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                ErrorClass::Unavailable,
+                "store is replaying its write-ahead log",
+            ))
+        }
+    }
+
+    fn write_blocking(&self, request: WriteRequest) -> Result<WriteResponse, StoreError> {
+        self.check_ready()?;
+        let db = self.tenant_for_write(&request.tenant)?;
+        let started = Instant::now();
+        let outcome = db
+            .write(&request.timeseries, &request.metadata)
+            .map_err(|e| StoreError::new(ErrorClass::Unavailable, error_chain(&e)))?;
+        self.metrics.observe_write(&outcome, started.elapsed());
+        Ok(outcome.response)
+    }
+}
+
+/// An error and its sources on one line, for messages that cross the wire.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn matchers(wire: &[LabelMatcher]) -> Result<Vec<Matcher>, StoreError> {
+    wire.iter()
+        .map(|m| Matcher::from_proto(m).map_err(|e| StoreError::bad_data(e.to_string())))
+        .collect()
+}
+
+fn matcher_sets(sets: &[MatcherSet]) -> Result<Vec<Vec<Matcher>>, StoreError> {
+    sets.iter().map(|s| matchers(&s.matchers)).collect()
+}
+
+/// Keeps at most `limit` items (0 = all); tells whether it cut.
+fn truncate<T>(items: &mut Vec<T>, limit: u64) -> bool {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        return true;
+    }
+    false
+}
+
+/// Runs blocking engine work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::internal(format!("store task failed: {e}")))?
+}
+
+/// The engine as a [`StoreApi`], for in-process callers and the gRPC service.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    engine: Arc<Engine>,
+}
+
+impl LocalStore {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        LocalStore { engine }
+    }
+}
+
+impl std::ops::Deref for LocalStore {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+#[async_trait]
+impl StoreApi for LocalStore {
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, StoreError> {
+        let engine = self.engine.clone();
+        blocking(move || engine.write_blocking(request)).await
+    }
+
+    async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, StoreError> {
+        let matchers = matchers(&request.matchers)?;
+        let Some(db) = self.tenant_for_read(&request.tenant) else {
+            return Ok(Vec::new());
+        };
+        blocking(move || {
+            let head = db.head();
+            let ids = head.matching(&matchers, request.start_ms, request.end_ms);
+            Ok(head.select(&ids, request.start_ms, request.end_ms))
+        })
+        .await
+    }
+
+    async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, StoreError> {
+        let sets = matcher_sets(&request.matcher_sets)?;
+        let Some(db) = self.tenant_for_read(&request.tenant) else {
+            return Ok(SeriesResponse::default());
+        };
+        let head = db.head();
+        let ids = head.matching_any(&sets, request.start_ms, request.end_ms);
+        let mut series: Vec<Labels> = head
+            .label_sets(&ids)
+            .into_iter()
+            .map(|labels| Labels { labels })
+            .collect();
+        let truncated = truncate(&mut series, request.limit);
+        Ok(SeriesResponse { series, truncated })
+    }
+
+    async fn label_names(
+        &self,
+        request: LabelNamesRequest,
+    ) -> Result<LabelNamesResponse, StoreError> {
+        let sets = matcher_sets(&request.matcher_sets)?;
+        let Some(db) = self.tenant_for_read(&request.tenant) else {
+            return Ok(LabelNamesResponse::default());
+        };
+        let head = db.head();
+        let ids = head.matching_any(&sets, request.start_ms, request.end_ms);
+        let mut names = head.label_names(&ids);
+        let truncated = truncate(&mut names, request.limit);
+        Ok(LabelNamesResponse { names, truncated })
+    }
+
+    async fn label_values(
+        &self,
+        request: LabelValuesRequest,
+    ) -> Result<LabelValuesResponse, StoreError> {
+        let sets = matcher_sets(&request.matcher_sets)?;
+        let Some(db) = self.tenant_for_read(&request.tenant) else {
+            return Ok(LabelValuesResponse::default());
+        };
+        let head = db.head();
+        let ids = head.matching_any(&sets, request.start_ms, request.end_ms);
+        let mut values = head.label_values(&request.name, &ids);
+        let truncated = truncate(&mut values, request.limit);
+        Ok(LabelValuesResponse { values, truncated })
+    }
+
+    async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, StoreError> {
+        let Some(db) = self.tenant_for_read(&request.tenant) else {
+            return Ok(MetadataResponse::default());
+        };
+        let head = db.head();
+        let metric = (!request.metric.is_empty()).then_some(request.metric.as_str());
+        let mut families: Vec<MetricFamilyMetadata> = head
+            .metadata(metric)
+            .into_iter()
+            .map(|(name, entries)| {
+                let mut entries = entries.to_vec();
+                truncate(&mut entries, request.limit_per_metric);
+                MetricFamilyMetadata {
+                    metric: name.to_owned(),
+                    entries,
+                }
+            })
+            .collect();
+        truncate(&mut families, request.limit);
+        Ok(MetadataResponse { families })
+    }
+}
+
+/// The path of a tenant's data, for tools and tests.
+pub fn tenant_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
+    data_dir.join("tenants").join(tenant.as_str())
+}

@@ -1,0 +1,491 @@
+//! One tenant's in-memory head: series with their compressed chunks, the
+//! label index and metric metadata. The head knows nothing of files; the
+//! tenant database ([`crate::tenant_db`]) puts every change through the WAL
+//! first and then applies it here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use roaring::RoaringBitmap;
+use strata_common::Matcher;
+use strata_proto::prometheus::{Chunk, Histogram, Label, MetricMetadata, chunk::Encoding};
+use strata_proto::store::SelectedSeries;
+
+use crate::chunk::{self, SAMPLES_PER_CHUNK, XorAppender};
+use crate::index::LabelIndex;
+
+/// Why a sample was refused by the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleRejection {
+    /// Older than the newest sample of its series.
+    OutOfOrder,
+    /// Same timestamp as the newest sample, different value.
+    DuplicateTimestamp,
+}
+
+impl SampleRejection {
+    /// Prometheus' wording for the error.
+    pub fn message(self) -> &'static str {
+        match self {
+            SampleRejection::OutOfOrder => "out of order sample",
+            SampleRejection::DuplicateTimestamp => "duplicate sample for timestamp",
+        }
+    }
+}
+
+/// What appending one sample would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendCheck {
+    Append,
+    /// An exact repeat of the newest sample: accepted, stored once.
+    Duplicate,
+    Reject(SampleRejection),
+}
+
+/// A closed, immutable chunk of float samples.
+#[derive(Debug)]
+struct ClosedChunk {
+    min_time: i64,
+    max_time: i64,
+    bytes: Box<[u8]>,
+}
+
+/// One series in the head.
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    labels: Vec<Label>,
+    closed: Vec<ClosedChunk>,
+    open: XorAppender,
+    histograms: Vec<Histogram>,
+    /// Newest float sample (timestamp, value bits), for order checks.
+    last_float: Option<(i64, u64)>,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl MemSeries {
+    fn new(labels: Vec<Label>) -> Self {
+        MemSeries {
+            labels,
+            closed: Vec::new(),
+            open: XorAppender::new(),
+            histograms: Vec::new(),
+            last_float: None,
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+        }
+    }
+
+    pub(crate) fn check_float(&self, t: i64, bits: u64) -> AppendCheck {
+        check_order(self.last_float, t, bits)
+    }
+
+    pub(crate) fn last_float(&self) -> Option<(i64, u64)> {
+        self.last_float
+    }
+
+    pub(crate) fn last_histogram(&self) -> Option<&Histogram> {
+        self.histograms.last()
+    }
+
+    fn append_float(&mut self, t: i64, bits: u64) {
+        if self.check_float(t, bits) != AppendCheck::Append {
+            return;
+        }
+        if self.open.len() >= SAMPLES_PER_CHUNK {
+            self.cut_chunk();
+        }
+        self.open.append(t, f64::from_bits(bits));
+        self.last_float = Some((t, bits));
+        self.widen(t);
+    }
+
+    fn append_histogram(&mut self, histogram: Histogram) {
+        let t = histogram.timestamp;
+        if self.histograms.last().is_some_and(|h| h.timestamp >= t) {
+            return;
+        }
+        self.widen(t);
+        self.histograms.push(histogram);
+    }
+
+    fn widen(&mut self, t: i64) {
+        self.min_time = self.min_time.min(t);
+        self.max_time = self.max_time.max(t);
+    }
+
+    fn cut_chunk(&mut self) {
+        let full = std::mem::take(&mut self.open);
+        if let (Some(min_time), Some(max_time)) = (full.min_time(), full.max_time()) {
+            self.closed.push(ClosedChunk {
+                min_time,
+                max_time,
+                bytes: full.bytes().into(),
+            });
+        }
+    }
+
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.min_time <= end && self.max_time >= start
+    }
+
+    /// The series' data in `[start, end]`: whole chunks where they fit, boundary
+    /// chunks re-encoded so no sample outside the range leaves the store.
+    fn select(&self, start: i64, end: i64) -> SelectedSeries {
+        let mut chunks = Vec::new();
+        let open = self
+            .open
+            .min_time()
+            .zip(self.open.max_time())
+            .map(|(min, max)| (min, max, self.open.bytes()));
+        let all = self
+            .closed
+            .iter()
+            .map(|c| (c.min_time, c.max_time, &c.bytes[..]))
+            .chain(open);
+        for (min_time, max_time, bytes) in all {
+            if max_time < start || min_time > end {
+                continue;
+            }
+            if start <= min_time && max_time <= end {
+                chunks.push(xor_chunk(min_time, max_time, bytes.to_vec()));
+                continue;
+            }
+            chunks.extend(trim_chunk(bytes, start, end));
+        }
+        let histograms = self
+            .histograms
+            .iter()
+            .filter(|h| (start..=end).contains(&h.timestamp))
+            .cloned()
+            .collect();
+        SelectedSeries {
+            labels: self.labels.clone(),
+            chunks,
+            histograms,
+        }
+    }
+}
+
+/// Order check shared by floats: strictly newer appends, an identical repeat
+/// is a no-op, anything else is refused (the out-of-order window comes later).
+pub(crate) fn check_order(last: Option<(i64, u64)>, t: i64, bits: u64) -> AppendCheck {
+    match last {
+        None => AppendCheck::Append,
+        Some((last_t, _)) if t > last_t => AppendCheck::Append,
+        Some((last_t, last_bits)) if t == last_t && last_bits == bits => AppendCheck::Duplicate,
+        Some((last_t, _)) if t == last_t => AppendCheck::Reject(SampleRejection::DuplicateTimestamp),
+        Some(_) => AppendCheck::Reject(SampleRejection::OutOfOrder),
+    }
+}
+
+fn xor_chunk(min_time_ms: i64, max_time_ms: i64, data: Vec<u8>) -> Chunk {
+    Chunk {
+        min_time_ms,
+        max_time_ms,
+        r#type: Encoding::Xor as i32,
+        data,
+    }
+}
+
+/// Re-encodes the samples of `bytes` inside `[start, end]`. A chunk that fails
+/// to decode is an invariant violation of our own encoder: it is skipped with
+/// an error log rather than failing the whole read.
+fn trim_chunk(bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
+    let samples = match chunk::decode(bytes) {
+        Ok(samples) => samples,
+        Err(error) => {
+            tracing::error!(%error, "head chunk failed to decode, skipping it");
+            return Vec::new();
+        }
+    };
+    let inside: Vec<(i64, f64)> = samples
+        .into_iter()
+        .filter(|(t, _)| (start..=end).contains(t))
+        .collect();
+    let mut chunks = Vec::new();
+    for part in inside.chunks(SAMPLES_PER_CHUNK) {
+        let (Some(first), Some(last)) = (part.first(), part.last()) else {
+            continue;
+        };
+        let mut appender = XorAppender::new();
+        for (t, v) in part {
+            appender.append(*t, *v);
+        }
+        chunks.push(xor_chunk(first.0, last.0, appender.bytes().to_vec()));
+    }
+    chunks
+}
+
+/// The canonical key of a label set, for the series hash map.
+fn series_key(labels: &[Label]) -> String {
+    let mut key = String::new();
+    for label in labels {
+        key.push_str(&label.name);
+        key.push('\u{ff}');
+        key.push_str(&label.value);
+        key.push('\u{ff}');
+    }
+    key
+}
+
+/// A tenant's in-memory series, index and metadata.
+#[derive(Debug, Default)]
+pub struct Head {
+    series: Vec<MemSeries>,
+    ids: HashMap<String, u32>,
+    index: LabelIndex,
+    /// Metric family name → distinct (type, help, unit) entries.
+    metadata: BTreeMap<String, Vec<MetricMetadata>>,
+    samples: u64,
+}
+
+impl Head {
+    pub fn new() -> Self {
+        Head::default()
+    }
+
+    /// Number of series in the head.
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Number of float and histogram samples appended since start (replay included).
+    pub fn num_samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// The id of a label set, if the head has it.
+    pub fn lookup(&self, labels: &[Label]) -> Option<u32> {
+        self.ids.get(&series_key(labels)).copied()
+    }
+
+    /// The id the next created series will get.
+    pub fn next_id(&self) -> u32 {
+        u32::try_from(self.series.len()).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn series(&self, id: u32) -> Option<&MemSeries> {
+        self.series.get(id as usize)
+    }
+
+    /// Creates a series under `id`, which must be [`Head::next_id`]: ids are
+    /// dense so the WAL's series records replay to the same ids.
+    pub fn create_series(&mut self, id: u32, labels: Vec<Label>) -> Result<(), String> {
+        if id != self.next_id() {
+            return Err(format!("series id {id} out of sequence, expected {}", self.next_id()));
+        }
+        let key = series_key(&labels);
+        if self.ids.contains_key(&key) {
+            return Err(format!("series id {id} duplicates an existing series"));
+        }
+        self.index.add(id, &labels);
+        self.ids.insert(key, id);
+        self.series.push(MemSeries::new(labels));
+        Ok(())
+    }
+
+    /// Appends a float sample; out-of-order and duplicate samples are ignored
+    /// here (the write path refuses them before they reach the WAL).
+    pub fn append_float(&mut self, id: u32, t: i64, bits: u64) {
+        if let Some(series) = self.series.get_mut(id as usize) {
+            series.append_float(t, bits);
+            self.samples += 1;
+        }
+    }
+
+    pub fn append_histogram(&mut self, id: u32, histogram: Histogram) {
+        if let Some(series) = self.series.get_mut(id as usize) {
+            series.append_histogram(histogram);
+            self.samples += 1;
+        }
+    }
+
+    /// Records metadata for a metric family; repeats of a known entry are no-ops.
+    pub fn add_metadata(&mut self, entry: MetricMetadata) {
+        let family = self
+            .metadata
+            .entry(entry.metric_family_name.clone())
+            .or_default();
+        let known = family.iter().any(|m| {
+            m.r#type == entry.r#type && m.help == entry.help && m.unit == entry.unit
+        });
+        if !known {
+            family.push(entry);
+        }
+    }
+
+    /// Whether `entry` would change the stored metadata.
+    pub fn is_new_metadata(&self, entry: &MetricMetadata) -> bool {
+        self.metadata
+            .get(&entry.metric_family_name)
+            .is_none_or(|family| {
+                !family.iter().any(|m| {
+                    m.r#type == entry.r#type && m.help == entry.help && m.unit == entry.unit
+                })
+            })
+    }
+
+    /// Ids of series matching all matchers with data in `[start, end]`.
+    pub fn matching(&self, matchers: &[Matcher], start: i64, end: i64) -> RoaringBitmap {
+        self.index
+            .select(matchers)
+            .iter()
+            .filter(|id| {
+                self.series
+                    .get(*id as usize)
+                    .is_some_and(|s| s.overlaps(start, end))
+            })
+            .collect()
+    }
+
+    /// Ids matching any of the matcher sets (all series when there is none).
+    pub fn matching_any(&self, sets: &[Vec<Matcher>], start: i64, end: i64) -> RoaringBitmap {
+        if sets.is_empty() {
+            return self.matching(&[], start, end);
+        }
+        let mut ids = RoaringBitmap::new();
+        for set in sets {
+            ids |= self.matching(set, start, end);
+        }
+        ids
+    }
+
+    /// The data of the given series in `[start, end]`, sorted by labels.
+    pub fn select(&self, ids: &RoaringBitmap, start: i64, end: i64) -> Vec<SelectedSeries> {
+        let mut out: Vec<SelectedSeries> = ids
+            .iter()
+            .filter_map(|id| self.series.get(id as usize))
+            .map(|s| s.select(start, end))
+            .filter(|s| !s.chunks.is_empty() || !s.histograms.is_empty())
+            .collect();
+        out.sort_by(|a, b| strata_common::labels::compare(&a.labels, &b.labels));
+        out
+    }
+
+    /// Label sets of the given series, sorted.
+    pub fn label_sets(&self, ids: &RoaringBitmap) -> Vec<Vec<Label>> {
+        let mut out: Vec<Vec<Label>> = ids
+            .iter()
+            .filter_map(|id| self.series.get(id as usize))
+            .map(|s| s.labels.clone())
+            .collect();
+        out.sort_by(|a, b| strata_common::labels::compare(a, b));
+        out
+    }
+
+    pub fn label_names(&self, ids: &RoaringBitmap) -> Vec<String> {
+        self.index.label_names(Some(ids))
+    }
+
+    pub fn label_values(&self, name: &str, ids: &RoaringBitmap) -> Vec<String> {
+        self.index.label_values(name, Some(ids))
+    }
+
+    /// Metadata by metric family, optionally for one family only.
+    pub fn metadata(&self, metric: Option<&str>) -> Vec<(&str, &[MetricMetadata])> {
+        match metric {
+            Some(name) => self
+                .metadata
+                .get_key_value(name)
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .into_iter()
+                .collect(),
+            None => self
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_common::MatchOp;
+    use strata_common::labels::label;
+
+    fn head_with(series: &[(&str, &[(i64, f64)])]) -> Head {
+        let mut head = Head::new();
+        for (name, samples) in series {
+            let id = head.next_id();
+            head.create_series(id, vec![label("__name__", name), label("job", "j")])
+                .expect("fresh series");
+            for (t, v) in *samples {
+                head.append_float(id, *t, v.to_bits());
+            }
+        }
+        head
+    }
+
+    fn decode_all(series: &SelectedSeries) -> Vec<(i64, f64)> {
+        series
+            .chunks
+            .iter()
+            .flat_map(|c| chunk::decode(&c.data).expect("valid chunk"))
+            .collect()
+    }
+
+    #[test]
+    fn select_trims_to_the_range_across_chunks() {
+        let samples: Vec<(i64, f64)> = (0..300).map(|i| (i * 1000, i as f64)).collect();
+        let head = head_with(&[("a", &samples)]);
+        let ids = head.matching(&[], 10_000, 250_000);
+        let got = head.select(&ids, 10_000, 250_000);
+        assert_eq!(got.len(), 1);
+        let expected: Vec<(i64, f64)> = samples[10..=250].to_vec();
+        assert_eq!(decode_all(&got[0]), expected);
+        for c in &got[0].chunks {
+            assert!(c.min_time_ms >= 10_000 && c.max_time_ms <= 250_000);
+        }
+    }
+
+    #[test]
+    fn order_checks_follow_prometheus() {
+        let last = Some((1000, 1.0f64.to_bits()));
+        assert_eq!(check_order(last, 1001, 0), AppendCheck::Append);
+        assert_eq!(check_order(last, 1000, 1.0f64.to_bits()), AppendCheck::Duplicate);
+        assert_eq!(
+            check_order(last, 1000, 2.0f64.to_bits()),
+            AppendCheck::Reject(SampleRejection::DuplicateTimestamp)
+        );
+        assert_eq!(
+            check_order(last, 999, 2.0f64.to_bits()),
+            AppendCheck::Reject(SampleRejection::OutOfOrder)
+        );
+    }
+
+    #[test]
+    fn ids_must_be_dense_and_unique() {
+        let mut head = Head::new();
+        assert!(head.create_series(1, vec![label("a", "1")]).is_err());
+        head.create_series(0, vec![label("a", "1")]).expect("first");
+        assert!(head.create_series(1, vec![label("a", "1")]).is_err());
+        assert_eq!(head.lookup(&[label("a", "1")]), Some(0));
+    }
+
+    #[test]
+    fn time_range_filters_series() {
+        let head = head_with(&[("old", &[(1000, 1.0)]), ("new", &[(5000, 1.0)])]);
+        let m = Matcher::new(MatchOp::Equal, "job", "j").expect("matcher");
+        let ids = head.matching(&[m], 4000, 6000);
+        let sets = head.label_sets(&ids);
+        assert_eq!(sets, vec![vec![label("__name__", "new"), label("job", "j")]]);
+    }
+
+    #[test]
+    fn metadata_is_deduplicated() {
+        let mut head = Head::new();
+        let entry = MetricMetadata {
+            r#type: 1,
+            metric_family_name: "x_total".into(),
+            help: "h".into(),
+            unit: String::new(),
+        };
+        assert!(head.is_new_metadata(&entry));
+        head.add_metadata(entry.clone());
+        head.add_metadata(entry.clone());
+        assert!(!head.is_new_metadata(&entry));
+        assert_eq!(head.metadata(Some("x_total"))[0].1.len(), 1);
+    }
+}

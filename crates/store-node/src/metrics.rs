@@ -1,0 +1,76 @@
+//! The store node's own metrics, registered in a registry passed in so tests
+//! and the binary decide where they are exposed.
+
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::tenant_db::WriteOutcome;
+
+/// Counters and gauges of the write path, recorded per write batch.
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    pub samples_appended: Counter,
+    pub histograms_appended: Counter,
+    pub samples_rejected: Counter,
+    pub head_series: Gauge,
+    pub write_duration: Histogram,
+}
+
+impl StoreMetrics {
+    /// Creates the metrics and registers them under `strata_store_*`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = StoreMetrics {
+            samples_appended: Counter::default(),
+            histograms_appended: Counter::default(),
+            samples_rejected: Counter::default(),
+            head_series: Gauge::default(),
+            write_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        };
+        let store = registry.sub_registry_with_prefix("strata_store");
+        store.register(
+            "samples_appended",
+            "Float samples appended to the head (after the WAL)",
+            metrics.samples_appended.clone(),
+        );
+        store.register(
+            "histograms_appended",
+            "Native-histogram samples appended to the head",
+            metrics.histograms_appended.clone(),
+        );
+        store.register(
+            "samples_rejected",
+            "Samples refused as out of order or duplicate",
+            metrics.samples_rejected.clone(),
+        );
+        store.register(
+            "head_series",
+            "Series in the in-memory head, all tenants",
+            metrics.head_series.clone(),
+        );
+        store.register(
+            "write_duration_seconds",
+            "Time to make one write durable and apply it, WAL fsync included",
+            metrics.write_duration.clone(),
+        );
+        metrics
+    }
+
+    /// Metrics that are not exposed anywhere (tests, tools).
+    pub fn unregistered() -> Self {
+        StoreMetrics::new(&mut Registry::default())
+    }
+
+    pub(crate) fn observe_write(&self, outcome: &WriteOutcome, elapsed: Duration) {
+        let response = &outcome.response;
+        self.samples_appended.inc_by(response.samples_written);
+        self.histograms_appended.inc_by(response.histograms_written);
+        let rejected: u64 = response.rejected.iter().map(|r| r.rejected_samples).sum();
+        self.samples_rejected.inc_by(rejected);
+        self.head_series.inc_by(outcome.new_series as i64);
+        self.write_duration.observe(elapsed.as_secs_f64());
+    }
+}
