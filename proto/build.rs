@@ -4,7 +4,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Prometheus' files import each other as "types.proto" and "gogoproto/gogo.proto",
     // so both folders are include roots and files are named relative to them.
     let includes = ["schemas/prompb", "schemas"];
-    let files = ["types.proto", "remote.proto", "strata/store.proto", "strata/wal.proto", "strata/ingest.proto"];
+    let files = [
+        "types.proto",
+        "remote.proto",
+        "strata/store.proto",
+        "strata/wal.proto",
+        "strata/ingest.proto",
+    ];
     println!("cargo:rerun-if-changed=schemas");
     let descriptors = protox::compile(files, includes)?;
     tonic_prost_build::configure()

@@ -31,9 +31,9 @@ pub mod strata {
     }
 }
 
+pub use strata::ingest::v1 as ingest;
 pub use strata::store::v1 as store;
 pub use strata::wal::v1 as wal;
-pub use strata::ingest::v1 as ingest;
 
 /// The bit pattern Prometheus uses for a stale marker (a special NaN).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

@@ -89,7 +89,9 @@ struct Inner {
 
 impl std::fmt::Debug for Frontend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Frontend").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Frontend")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,7 +141,10 @@ impl Frontend {
             .route("/api/v1/label/{name}/values", get(label_values))
             .route("/api/v1/metadata", get(metadata))
             .route("/api/v1/status/buildinfo", get(read_api::build_info))
-            .route("/api/v1/query_exemplars", get(read_api::query_exemplars).post(read_api::query_exemplars))
+            .route(
+                "/api/v1/query_exemplars",
+                get(read_api::query_exemplars).post(read_api::query_exemplars),
+            )
             .route("/api/v1/rules", get(read_api::rules))
             .route("/-/healthy", get(read_api::healthy).head(read_api::healthy))
             .route("/-/ready", get(ready).head(ready))
@@ -148,12 +153,19 @@ impl Frontend {
         Router::new()
             .nest("/prometheus", api.clone())
             .merge(api)
-            .layer(axum::middleware::from_fn_with_state(self.clone(), metrics::track))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                metrics::track,
+            ))
     }
 }
 
 /// Parameters from the URL and, for form posts, the body.
-async fn params(query: Option<String>, headers: &HeaderMap, body: Body) -> Result<params::Params, ApiError> {
+async fn params(
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<params::Params, ApiError> {
     let body = remote_write::read_body(body, 8 << 20).await?;
     Ok(params::Params::new(query.as_deref(), headers, &body))
 }
@@ -170,13 +182,27 @@ async fn remote_read(State(fe): State<Frontend>, headers: HeaderMap, body: Body)
     fe.remote_read(&headers, body).await
 }
 
-async fn series(State(fe): State<Frontend>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
+async fn series(
+    State(fe): State<Frontend>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let result = async { fe.series(&headers, &params(q, &headers, body).await?).await }.await;
     respond(result)
 }
 
-async fn labels(State(fe): State<Frontend>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
-    let result = async { fe.label_names(&headers, &params(q, &headers, body).await?).await }.await;
+async fn labels(
+    State(fe): State<Frontend>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        fe.label_names(&headers, &params(q, &headers, body).await?)
+            .await
+    }
+    .await;
     respond(result)
 }
 
@@ -187,12 +213,25 @@ async fn label_values(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = async { fe.label_values(&headers, &params(q, &headers, body).await?, &name).await }.await;
+    let result = async {
+        fe.label_values(&headers, &params(q, &headers, body).await?, &name)
+            .await
+    }
+    .await;
     respond(result)
 }
 
-async fn metadata(State(fe): State<Frontend>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
-    let result = async { fe.metadata(&headers, &params(q, &headers, body).await?).await }.await;
+async fn metadata(
+    State(fe): State<Frontend>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        fe.metadata(&headers, &params(q, &headers, body).await?)
+            .await
+    }
+    .await;
     respond(result)
 }
 

@@ -46,7 +46,11 @@ impl FrontendMetrics {
             samples_refused: Counter::default(),
         };
         let frontend = registry.sub_registry_with_prefix("strata_frontend");
-        frontend.register("http_requests", "HTTP requests by route and status code", metrics.requests.clone());
+        frontend.register(
+            "http_requests",
+            "HTTP requests by route and status code",
+            metrics.requests.clone(),
+        );
         frontend.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
@@ -83,7 +87,9 @@ pub(crate) async fn track(State(fe): State<Frontend>, request: Request, next: Ne
     let metrics = fe.metrics();
     metrics
         .request_duration
-        .get_or_create(&RouteOnly { route: route.clone() })
+        .get_or_create(&RouteOnly {
+            route: route.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
     metrics
         .requests

@@ -22,7 +22,10 @@ impl Params {
         let is_form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
+            .is_some_and(|v| {
+                v.trim_start()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
         if is_form && !body.is_empty() {
             // Go's FormValue prefers body values: put them first.
             let mut from_body: Vec<(String, String)> =
@@ -66,9 +69,9 @@ impl Params {
         let Some(text) = self.get("limit") else {
             return Ok(0);
         };
-        let value: i64 = text
-            .parse()
-            .map_err(|_| ApiError::bad_data(format!("strconv.Atoi: parsing {text:?}: invalid syntax")))?;
+        let value: i64 = text.parse().map_err(|_| {
+            ApiError::bad_data(format!("strconv.Atoi: parsing {text:?}: invalid syntax"))
+        })?;
         u64::try_from(value).map_err(|_| ApiError::bad_data("limit must be non-negative"))
     }
 }
@@ -124,7 +127,11 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
     {
         return None;
     }
@@ -141,7 +148,10 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     }
     let offset_seconds = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
             let hours: i64 = rest[1..3].parse().ok()?;
             let minutes: i64 = rest[4..6].parse().ok()?;
             let sign = if rest.starts_with('-') { -1 } else { 1 };
@@ -187,8 +197,14 @@ mod tests {
     #[test]
     fn parses_rfc3339() {
         assert_eq!(parse_time("1970-01-01T00:00:04Z"), Some(4000));
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Some(1_435_781_451_781));
-        assert_eq!(parse_time("2015-07-01T22:10:51.781+02:00"), Some(1_435_781_451_781));
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z"),
+            Some(1_435_781_451_781)
+        );
+        assert_eq!(
+            parse_time("2015-07-01T22:10:51.781+02:00"),
+            Some(1_435_781_451_781)
+        );
         assert_eq!(parse_time("1969-12-31T23:59:59Z"), Some(-1000));
         assert_eq!(parse_time("2015-13-01T00:00:00Z"), None);
         assert_eq!(parse_time(MAX_TIME_FORMATTED), Some(MAX_TIME_MS));

@@ -54,7 +54,9 @@ fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     let start = params.time_or("start", MIN_TIME_MS)?;
     let end = params.time_or("end", MAX_TIME_MS)?;
     if end < start {
-        return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start timestamp",
+        ));
     }
     Ok((start, end))
 }
@@ -65,7 +67,8 @@ fn matcher_sets(params: &Params) -> Result<Vec<MatcherSet>, ApiError> {
         .all("match[]")
         .into_iter()
         .map(|text| {
-            let matchers = parse_selector(text).map_err(|e| ApiError::invalid_param("match[]", e))?;
+            let matchers =
+                parse_selector(text).map_err(|e| ApiError::invalid_param("match[]", e))?;
             Ok(MatcherSet {
                 matchers: matchers.iter().map(Matcher::to_proto).collect(),
             })
@@ -99,7 +102,11 @@ pub(crate) fn unescape_label_name(name: &str) -> Option<String> {
 }
 
 impl Frontend {
-    pub(crate) async fn series(&self, headers: &HeaderMap, params: &Params) -> Result<Response, ApiError> {
+    pub(crate) async fn series(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<Response, ApiError> {
         let tenant = self.tenant(headers)?;
         let sets = matcher_sets(params)?;
         if sets.is_empty() {
@@ -116,11 +123,19 @@ impl Frontend {
                 limit: params.limit()?,
             })
             .await?;
-        let data: Vec<Value> = response.series.iter().map(|s| labels_json(&s.labels)).collect();
+        let data: Vec<Value> = response
+            .series
+            .iter()
+            .map(|s| labels_json(&s.labels))
+            .collect();
         Ok(success(Value::Array(data), warnings_if(response.truncated)))
     }
 
-    pub(crate) async fn label_names(&self, headers: &HeaderMap, params: &Params) -> Result<Response, ApiError> {
+    pub(crate) async fn label_names(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<Response, ApiError> {
         let tenant = self.tenant(headers)?;
         let (start_ms, end_ms) = time_range(params)?;
         let response = self
@@ -133,7 +148,10 @@ impl Frontend {
                 limit: params.limit()?,
             })
             .await?;
-        Ok(success(json!(response.names), warnings_if(response.truncated)))
+        Ok(success(
+            json!(response.names),
+            warnings_if(response.truncated),
+        ))
     }
 
     pub(crate) async fn label_values(
@@ -158,10 +176,17 @@ impl Frontend {
                 limit: params.limit()?,
             })
             .await?;
-        Ok(success(json!(response.values), warnings_if(response.truncated)))
+        Ok(success(
+            json!(response.values),
+            warnings_if(response.truncated),
+        ))
     }
 
-    pub(crate) async fn metadata(&self, headers: &HeaderMap, params: &Params) -> Result<Response, ApiError> {
+    pub(crate) async fn metadata(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<Response, ApiError> {
         let tenant = self.tenant(headers)?;
         let parse_limit = |name: &str| -> Result<u64, ApiError> {
             match params.get(name) {
@@ -187,7 +212,12 @@ impl Frontend {
         let data: Map<String, Value> = response
             .families
             .iter()
-            .map(|f| (f.metric.clone(), Value::Array(f.entries.iter().map(metadata_json).collect())))
+            .map(|f| {
+                (
+                    f.metric.clone(),
+                    Value::Array(f.entries.iter().map(metadata_json).collect()),
+                )
+            })
             .collect();
         Ok(success(Value::Object(data), Vec::new()))
     }
@@ -254,7 +284,10 @@ mod tests {
     #[test]
     fn unescapes_utf8_label_names() {
         assert_eq!(unescape_label_name("job").as_deref(), Some("job"));
-        assert_eq!(unescape_label_name("U__http_2e_status__code").as_deref(), Some("http.status_code"));
+        assert_eq!(
+            unescape_label_name("U__http_2e_status__code").as_deref(),
+            Some("http.status_code")
+        );
         assert_eq!(unescape_label_name("U__a_1f600_").as_deref(), Some("a😀"));
         assert_eq!(unescape_label_name("U__a_zz_"), None);
     }
@@ -267,6 +300,9 @@ mod tests {
             help: "h".into(),
             unit: "".into(),
         };
-        assert_eq!(metadata_json(&entry), json!({"type":"counter","help":"h","unit":""}));
+        assert_eq!(
+            metadata_json(&entry),
+            json!({"type":"counter","help":"h","unit":""})
+        );
     }
 }

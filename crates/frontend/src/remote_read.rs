@@ -24,7 +24,8 @@ use crate::api_error::ApiError;
 use crate::remote_write::{decompress, read_body};
 
 /// Prometheus' client matches this exact string.
-const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+const STREAMED_CONTENT_TYPE: &str =
+    "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
 /// Prometheus' `--storage.remote.read-max-bytes-in-frame` default.
 pub const DEFAULT_MAX_BYTES_IN_FRAME: usize = 1 << 20;
 /// Prometheus' `--storage.remote.read-sample-limit` default.
@@ -38,7 +39,9 @@ fn negotiate(accepted: &[i32]) -> Result<ResponseType, ApiError> {
     accepted
         .iter()
         .find_map(|t| ResponseType::try_from(*t).ok())
-        .ok_or_else(|| ApiError::bad_data("server does not support any of the requested response types"))
+        .ok_or_else(|| {
+            ApiError::bad_data("server does not support any of the requested response types")
+        })
 }
 
 impl Frontend {
@@ -54,15 +57,22 @@ impl Frontend {
         let limits = &self.config().limits;
         let compressed = read_body(body, limits.max_request_body_bytes).await?;
         let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
-        let request = ReadRequest::decode(decoded.as_slice())
-            .map_err(|e| ApiError::bad_data(format!("body is not a valid remote-read protobuf message: {e}")))?;
+        let request = ReadRequest::decode(decoded.as_slice()).map_err(|e| {
+            ApiError::bad_data(format!(
+                "body is not a valid remote-read protobuf message: {e}"
+            ))
+        })?;
         match negotiate(&request.accepted_response_types)? {
             ResponseType::Samples => self.read_samples(&tenant, &request.queries).await,
             ResponseType::StreamedXorChunks => self.read_streamed(&tenant, &request.queries).await,
         }
     }
 
-    async fn select(&self, tenant: &TenantId, query: &Query) -> Result<Vec<SelectedSeries>, ApiError> {
+    async fn select(
+        &self,
+        tenant: &TenantId,
+        query: &Query,
+    ) -> Result<Vec<SelectedSeries>, ApiError> {
         for m in &query.matchers {
             Matcher::from_proto(m).map_err(|e| ApiError::bad_data(e.to_string()))?;
         }
@@ -77,7 +87,11 @@ impl Frontend {
             .await?)
     }
 
-    async fn read_samples(&self, tenant: &TenantId, queries: &[Query]) -> Result<Response, ApiError> {
+    async fn read_samples(
+        &self,
+        tenant: &TenantId,
+        queries: &[Query],
+    ) -> Result<Response, ApiError> {
         let sample_limit = self.config().remote_read.sample_limit;
         let mut results = Vec::with_capacity(queries.len());
         let mut total: u64 = 0;
@@ -87,7 +101,9 @@ impl Frontend {
                 let samples = decode_samples(&series)?;
                 total += (samples.len() + series.histograms.len()) as u64;
                 if sample_limit > 0 && total > sample_limit {
-                    return Err(ApiError::bad_data(format!("exceeded sample limit ({sample_limit})")));
+                    return Err(ApiError::bad_data(format!(
+                        "exceeded sample limit ({sample_limit})"
+                    )));
                 }
                 timeseries.push(TimeSeries {
                     labels: series.labels,
@@ -101,15 +117,27 @@ impl Frontend {
         let encoded = ReadResponse { results }.encode_to_vec();
         let compressed = snap::raw::Encoder::new()
             .compress_vec(&encoded)
-            .map_err(|e| ApiError::new(strata_common::ErrorClass::Internal, format!("snappy failed: {e}")))?;
+            .map_err(|e| {
+                ApiError::new(
+                    strata_common::ErrorClass::Internal,
+                    format!("snappy failed: {e}"),
+                )
+            })?;
         let mut response = (StatusCode::OK, compressed).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
         Ok(response)
     }
 
-    async fn read_streamed(&self, tenant: &TenantId, queries: &[Query]) -> Result<Response, ApiError> {
+    async fn read_streamed(
+        &self,
+        tenant: &TenantId,
+        queries: &[Query],
+    ) -> Result<Response, ApiError> {
         let max_frame = self.config().remote_read.max_bytes_in_frame;
         let mut frames: Vec<Result<Vec<u8>, std::io::Error>> = Vec::new();
         for (index, query) in queries.iter().enumerate() {
@@ -120,9 +148,10 @@ impl Frontend {
             }
         }
         let mut response = Body::from_stream(futures::stream::iter(frames)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(STREAMED_CONTENT_TYPE));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(STREAMED_CONTENT_TYPE),
+        );
         Ok(response)
     }
 }
@@ -133,14 +162,26 @@ fn decode_samples(series: &SelectedSeries) -> Result<Vec<Sample>, ApiError> {
     for chunk in &series.chunks {
         let decoded = strata_common::chunk::decode(&chunk.data)
             .map_err(|e| ApiError::new(strata_common::ErrorClass::Internal, e.to_string()))?;
-        samples.extend(decoded.into_iter().map(|(timestamp, value)| Sample { value, timestamp }));
+        samples.extend(
+            decoded
+                .into_iter()
+                .map(|(timestamp, value)| Sample { value, timestamp }),
+        );
     }
     Ok(samples)
 }
 
 /// Splits one series into messages whose chunks stay under the frame size.
-fn series_messages(series: SelectedSeries, query_index: i64, max_frame: usize) -> Vec<ChunkedReadResponse> {
-    let label_bytes: usize = series.labels.iter().map(|l| l.name.len() + l.value.len()).sum();
+fn series_messages(
+    series: SelectedSeries,
+    query_index: i64,
+    max_frame: usize,
+) -> Vec<ChunkedReadResponse> {
+    let label_bytes: usize = series
+        .labels
+        .iter()
+        .map(|l| l.name.len() + l.value.len())
+        .sum();
     let budget = max_frame.saturating_sub(label_bytes).max(1);
     let mut messages = Vec::new();
     let mut current = Vec::new();
@@ -191,7 +232,10 @@ mod tests {
     #[test]
     fn negotiation_takes_the_first_supported_type() {
         assert_eq!(negotiate(&[]).expect("default"), ResponseType::Samples);
-        assert_eq!(negotiate(&[1, 0]).expect("streamed"), ResponseType::StreamedXorChunks);
+        assert_eq!(
+            negotiate(&[1, 0]).expect("streamed"),
+            ResponseType::StreamedXorChunks
+        );
         assert_eq!(negotiate(&[7, 0]).expect("samples"), ResponseType::Samples);
         assert!(negotiate(&[7]).is_err());
     }
@@ -221,8 +265,15 @@ mod tests {
         };
         let messages = series_messages(series, 3, 1000);
         assert_eq!(messages.len(), 5);
-        assert!(messages.iter().all(|m| m.query_index == 3 && m.chunked_series.len() == 1));
-        let total: usize = messages.iter().map(|m| m.chunked_series[0].chunks.len()).sum();
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.query_index == 3 && m.chunked_series.len() == 1)
+        );
+        let total: usize = messages
+            .iter()
+            .map(|m| m.chunked_series[0].chunks.len())
+            .sum();
         assert_eq!(total, 10);
     }
 }

@@ -37,7 +37,9 @@ pub(crate) fn decompress(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Api
     if declared > limit {
         return Err(ApiError::new(
             ErrorClass::TooLarge,
-            format!("decompressed body of {declared} bytes is larger than the limit of {limit} bytes"),
+            format!(
+                "decompressed body of {declared} bytes is larger than the limit of {limit} bytes"
+            ),
         ));
     }
     snap::raw::Decoder::new()
@@ -51,7 +53,9 @@ fn check_content_headers(headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
         let encoding = encoding.to_str().unwrap_or("").trim();
         if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("snappy") {
-            return Err(unsupported(format!("unsupported content encoding {encoding:?}")));
+            return Err(unsupported(format!(
+                "unsupported content encoding {encoding:?}"
+            )));
         }
     }
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
@@ -65,7 +69,9 @@ fn check_content_headers(headers: &HeaderMap) -> Result<(), ApiError> {
         if let Some(proto) = proto
             && proto != "prometheus.WriteRequest"
         {
-            return Err(unsupported(format!("unsupported remote write message {proto:?}")));
+            return Err(unsupported(format!(
+                "unsupported remote write message {proto:?}"
+            )));
         }
     }
     Ok(())
@@ -88,18 +94,29 @@ impl Frontend {
         }
     }
 
-    async fn try_remote_write(&self, headers: &HeaderMap, body: Body) -> Result<Ingested, ApiError> {
+    async fn try_remote_write(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Ingested, ApiError> {
         let tenant = self.tenant(headers)?;
         check_content_headers(headers)?;
         let limits = &self.config().limits;
         let compressed = read_body(body, limits.max_request_body_bytes).await?;
         let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
-        let request = RawWriteRequest::decode(decoded.as_slice())
-            .map_err(|e| ApiError::bad_data(format!("body is not a valid remote-write protobuf message: {e}")))?;
+        let request = RawWriteRequest::decode(decoded.as_slice()).map_err(|e| {
+            ApiError::bad_data(format!(
+                "body is not a valid remote-write protobuf message: {e}"
+            ))
+        })?;
         self.ingest(&tenant, request).await
     }
 
-    async fn ingest(&self, tenant: &TenantId, request: RawWriteRequest) -> Result<Ingested, ApiError> {
+    async fn ingest(
+        &self,
+        tenant: &TenantId,
+        request: RawWriteRequest,
+    ) -> Result<Ingested, ApiError> {
         let limits = &self.config().limits;
         let mut ingested = Ingested::default();
         let mut valid = Vec::with_capacity(request.timeseries.len());
@@ -138,7 +155,8 @@ impl Frontend {
                 .first_refusal
                 .get_or_insert_with(|| format!("{} for series {series}", rejected.reason));
         }
-        self.metrics().observe_ingest(&written, ingested.refused_samples);
+        self.metrics()
+            .observe_ingest(&written, ingested.refused_samples);
         ingested.written = written;
         Ok(ingested)
     }
@@ -170,11 +188,16 @@ mod tests {
     #[test]
     fn declared_length_is_checked_before_decompressing() {
         let big = vec![0u8; 1 << 20];
-        let compressed = snap::raw::Encoder::new().compress_vec(&big).expect("compress");
+        let compressed = snap::raw::Encoder::new()
+            .compress_vec(&big)
+            .expect("compress");
         assert!(compressed.len() < 100_000);
         let error = decompress(&compressed, 1000).expect_err("too large");
         assert_eq!(error.class, ErrorClass::TooLarge);
-        assert_eq!(decompress(&compressed, 1 << 20).expect("fits").len(), 1 << 20);
+        assert_eq!(
+            decompress(&compressed, 1 << 20).expect("fits").len(),
+            1 << 20
+        );
         let error = decompress(b"\xff\xff\xff\xff\xff\xff", 1000).expect_err("garbage");
         assert_eq!(error.class, ErrorClass::BadData);
     }
@@ -183,15 +206,23 @@ mod tests {
     fn content_headers() {
         let mut headers = HeaderMap::new();
         assert!(check_content_headers(&headers).is_ok());
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
         assert!(check_content_headers(&headers).is_ok());
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf; proto=io.prometheus.write.v2.Request"),
+            HeaderValue::from_static(
+                "application/x-protobuf; proto=io.prometheus.write.v2.Request",
+            ),
         );
         assert!(check_content_headers(&headers).is_err());
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert!(check_content_headers(&headers).is_err());
     }

@@ -74,7 +74,10 @@ impl Parser<'_> {
         self.skip_space();
         let mut matchers = Vec::new();
         let mut name = None;
-        if self.peek().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':') {
+        if self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        {
             name = Some(self.identifier(true));
         }
         self.skip_space();
@@ -101,7 +104,9 @@ impl Parser<'_> {
             let name = match self.peek() {
                 Some('"' | '\'' | '`') => self.string()?,
                 Some(c) if c.is_ascii_alphabetic() || c == '_' => self.identifier(false),
-                Some(c) => return Err(self.error(format!("unexpected character inside braces: {c:?}"))),
+                Some(c) => {
+                    return Err(self.error(format!("unexpected character inside braces: {c:?}")));
+                }
                 None => return Err(self.error("unexpected end of input inside braces".to_owned())),
             };
             self.skip_space();
@@ -217,7 +222,9 @@ impl Parser<'_> {
             .filter(|_| text.len() == digits)
             .ok_or_else(|| self.error("invalid escape sequence".to_owned()))?;
         self.pos += digits;
-        char::from_u32(code).ok_or_else(|| self.error("escape sequence is an invalid Unicode code point".to_owned()))
+        char::from_u32(code).ok_or_else(|| {
+            self.error("escape sequence is an invalid Unicode code point".to_owned())
+        })
     }
 }
 
@@ -238,7 +245,11 @@ mod tests {
         assert_eq!(show("up"), vec![r#"__name__="up""#]);
         assert_eq!(
             show(r#"node_cpu:rate5m{job="a", mode!~'idle|iowait',}"#),
-            vec![r#"__name__="node_cpu:rate5m""#, r#"job="a""#, r#"mode!~"idle|iowait""#]
+            vec![
+                r#"__name__="node_cpu:rate5m""#,
+                r#"job="a""#,
+                r#"mode!~"idle|iowait""#
+            ]
         );
         assert_eq!(show(r#"{__name__=~"x.*"}"#), vec![r#"__name__=~"x.*""#]);
         assert_eq!(

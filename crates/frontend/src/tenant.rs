@@ -43,7 +43,8 @@ impl TenancyConfig {
             if self.require_tenant {
                 return Err(ApiError::new(ErrorClass::Unauthenticated, "no org id"));
             }
-            return TenantId::new(&self.no_auth_tenant).map_err(|e| ApiError::bad_data(e.to_string()));
+            return TenantId::new(&self.no_auth_tenant)
+                .map_err(|e| ApiError::bad_data(e.to_string()));
         };
         let text = value
             .to_str()
@@ -73,7 +74,10 @@ mod tests {
     #[test]
     fn missing_header_uses_the_default_tenant() {
         let config = TenancyConfig::default();
-        assert_eq!(config.resolve(&headers(None)).expect("tenant").as_str(), "anonymous");
+        assert_eq!(
+            config.resolve(&headers(None)).expect("tenant").as_str(),
+            "anonymous"
+        );
     }
 
     #[test]
@@ -94,6 +98,12 @@ mod tests {
             let error = config.resolve(&headers(Some(bad))).expect_err("400");
             assert_eq!(error.class, ErrorClass::BadData, "{bad}");
         }
-        assert_eq!(config.resolve(&headers(Some("team-a"))).expect("ok").as_str(), "team-a");
+        assert_eq!(
+            config
+                .resolve(&headers(Some("team-a")))
+                .expect("ok")
+                .as_str(),
+            "team-a"
+        );
     }
 }

@@ -44,11 +44,17 @@ impl LimitsConfig {
     /// Rejects settings that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
-            ("limits.max_label_names_per_series", self.max_label_names_per_series),
+            (
+                "limits.max_label_names_per_series",
+                self.max_label_names_per_series,
+            ),
             ("limits.max_label_name_length", self.max_label_name_length),
             ("limits.max_label_value_length", self.max_label_value_length),
             ("limits.max_request_body_bytes", self.max_request_body_bytes),
-            ("limits.max_decompressed_body_bytes", self.max_decompressed_body_bytes),
+            (
+                "limits.max_decompressed_body_bytes",
+                self.max_decompressed_body_bytes,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -69,10 +75,16 @@ pub fn validate_series(raw: RawTimeSeries, limits: &LimitsConfig) -> Result<Time
     let mut labels: Vec<Label> = Vec::with_capacity(raw.labels.len());
     for RawLabel { name, value } in &raw.labels {
         let Ok(name) = std::str::from_utf8(name) else {
-            return Err(format!("label name is not valid UTF-8 in series {}", shown()));
+            return Err(format!(
+                "label name is not valid UTF-8 in series {}",
+                shown()
+            ));
         };
         let Ok(value) = std::str::from_utf8(value) else {
-            return Err(format!("label value of {name:?} is not valid UTF-8 in series {}", shown()));
+            return Err(format!(
+                "label value of {name:?} is not valid UTF-8 in series {}",
+                shown()
+            ));
         };
         if name.is_empty() {
             return Err(format!("empty label name in series {}", shown()));
@@ -85,14 +97,21 @@ pub fn validate_series(raw: RawTimeSeries, limits: &LimitsConfig) -> Result<Time
     labels.sort_by(|a, b| a.name.cmp(&b.name));
 
     if let Some(pair) = labels.windows(2).find(|w| w[0].name == w[1].name) {
-        return Err(format!("duplicate label name {:?} in series {}", pair[0].name, shown()));
+        return Err(format!(
+            "duplicate label name {:?} in series {}",
+            pair[0].name,
+            shown()
+        ));
     }
     let metric = labels::get(&labels, METRIC_NAME);
     if metric.is_empty() {
         return Err(format!("series has no metric name: {}", shown()));
     }
     if !is_valid_metric_name(metric) {
-        return Err(format!("invalid metric name {metric:?} in series {}", shown()));
+        return Err(format!(
+            "invalid metric name {metric:?} in series {}",
+            shown()
+        ));
     }
     if labels.len() > limits.max_label_names_per_series {
         return Err(format!(
@@ -104,7 +123,11 @@ pub fn validate_series(raw: RawTimeSeries, limits: &LimitsConfig) -> Result<Time
     }
     for label in &labels {
         if !is_valid_label_name(&label.name) {
-            return Err(format!("invalid label name {:?} in series {}", label.name, shown()));
+            return Err(format!(
+                "invalid label name {:?} in series {}",
+                label.name,
+                shown()
+            ));
         }
         if label.name.len() > limits.max_label_name_length {
             return Err(format!(
@@ -179,7 +202,10 @@ fn validate_histogram(h: &Histogram) -> Result<(), String> {
         ));
     }
     if !(-4..=8).contains(&h.schema) && h.schema != -53 {
-        return Err(format!("histogram at {} has unsupported schema {}", h.timestamp, h.schema));
+        return Err(format!(
+            "histogram at {} has unsupported schema {}",
+            h.timestamp, h.schema
+        ));
     }
     Ok(())
 }
@@ -241,16 +267,31 @@ mod tests {
     #[test]
     fn each_rule_names_the_series() {
         let cases: Vec<(Vec<(&[u8], &[u8])>, &str)> = vec![
-            (vec![(b"job", b"a")], "series has no metric name: {job=\"a\"}"),
-            (vec![(b"__name__", b"up"), (b"1x", b"a")], "invalid label name \"1x\""),
+            (
+                vec![(b"job", b"a")],
+                "series has no metric name: {job=\"a\"}",
+            ),
+            (
+                vec![(b"__name__", b"up"), (b"1x", b"a")],
+                "invalid label name \"1x\"",
+            ),
             (vec![(b"__name__", b"up"), (b"", b"a")], "empty label name"),
-            (vec![(b"__name__", b"up"), (b"a", b"1"), (b"a", b"2")], "duplicate label name \"a\""),
-            (vec![(b"__name__", b"up"), (b"a", b"\xff")], "not valid UTF-8"),
+            (
+                vec![(b"__name__", b"up"), (b"a", b"1"), (b"a", b"2")],
+                "duplicate label name \"a\"",
+            ),
+            (
+                vec![(b"__name__", b"up"), (b"a", b"\xff")],
+                "not valid UTF-8",
+            ),
             (vec![(b"__name__", b"a-b")], "invalid metric name \"a-b\""),
         ];
         for (pairs, expected) in cases {
             let error = check(&pairs).expect_err(expected);
-            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
         }
         let error = check(&[(b"__name__", b"up"), (b"a", b"\xff")]).expect_err("utf8");
         assert!(error.contains("up{a=\"\u{fffd}\"}"), "{error}");
@@ -265,11 +306,23 @@ mod tests {
             ..LimitsConfig::default()
         };
         let too_many = raw(&[(b"__name__", b"up"), (b"a", b"1"), (b"b", b"2")]);
-        assert!(validate_series(too_many, &limits).expect_err("count").contains("more than the limit of 2"));
+        assert!(
+            validate_series(too_many, &limits)
+                .expect_err("count")
+                .contains("more than the limit of 2")
+        );
         let long_name = raw(&[(b"__name__", b"up"), (b"abcdefghi", b"1")]);
-        assert!(validate_series(long_name, &limits).expect_err("name").contains("longer than 8 bytes"));
+        assert!(
+            validate_series(long_name, &limits)
+                .expect_err("name")
+                .contains("longer than 8 bytes")
+        );
         let long_value = raw(&[(b"__name__", b"up"), (b"a", b"12345")]);
-        assert!(validate_series(long_value, &limits).expect_err("value").contains("longer than 4 bytes"));
+        assert!(
+            validate_series(long_value, &limits)
+                .expect_err("value")
+                .contains("longer than 4 bytes")
+        );
     }
 
     #[test]
@@ -277,12 +330,18 @@ mod tests {
         let mut series = raw(&[(b"__name__", b"h")]);
         series.histograms.push(Histogram {
             count: Some(histogram::Count::CountInt(3)),
-            positive_spans: vec![strata_proto::prometheus::BucketSpan { offset: 0, length: 2 }],
+            positive_spans: vec![strata_proto::prometheus::BucketSpan {
+                offset: 0,
+                length: 2,
+            }],
             positive_deltas: vec![1],
             ..Default::default()
         });
         let error = validate_series(series, &LimitsConfig::default()).expect_err("mismatch");
-        assert!(error.contains("positive spans for 2 buckets but 1 buckets"), "{error}");
+        assert!(
+            error.contains("positive spans for 2 buckets but 1 buckets"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -143,12 +143,13 @@ impl Engine {
 
     fn open_tenant(&self, tenant: &str) -> Result<Arc<TenantDb>, EngineError> {
         let dir = self.tenant_dir(tenant);
-        let (db, stats) = TenantDb::open(tenant, &dir, self.options.wal.clone()).map_err(
-            |source| EngineError::Tenant {
-                tenant: tenant.to_owned(),
-                source,
-            },
-        )?;
+        let (db, stats) =
+            TenantDb::open(tenant, &dir, self.options.wal.clone()).map_err(|source| {
+                EngineError::Tenant {
+                    tenant: tenant.to_owned(),
+                    source,
+                }
+            })?;
         let head = db.head();
         tracing::info!(
             tenant,

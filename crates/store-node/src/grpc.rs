@@ -35,7 +35,10 @@ type SelectStream = Pin<Box<dyn Stream<Item = Result<SelectResponse, Status>> + 
 
 #[tonic::async_trait]
 impl<S: StoreApi> Store for StoreService<S> {
-    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+    async fn write(
+        &self,
+        request: Request<WriteRequest>,
+    ) -> Result<Response<WriteResponse>, Status> {
         Ok(Response::new(self.store.write(request.into_inner()).await?))
     }
 
@@ -59,27 +62,35 @@ impl<S: StoreApi> Store for StoreService<S> {
         &self,
         request: Request<SeriesRequest>,
     ) -> Result<Response<SeriesResponse>, Status> {
-        Ok(Response::new(self.store.series(request.into_inner()).await?))
+        Ok(Response::new(
+            self.store.series(request.into_inner()).await?,
+        ))
     }
 
     async fn label_names(
         &self,
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
-        Ok(Response::new(self.store.label_names(request.into_inner()).await?))
+        Ok(Response::new(
+            self.store.label_names(request.into_inner()).await?,
+        ))
     }
 
     async fn label_values(
         &self,
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
-        Ok(Response::new(self.store.label_values(request.into_inner()).await?))
+        Ok(Response::new(
+            self.store.label_values(request.into_inner()).await?,
+        ))
     }
 
     async fn metadata(
         &self,
         request: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
-        Ok(Response::new(self.store.metadata(request.into_inner()).await?))
+        Ok(Response::new(
+            self.store.metadata(request.into_inner()).await?,
+        ))
     }
 }

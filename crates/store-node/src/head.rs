@@ -173,7 +173,9 @@ pub(crate) fn check_order(last: Option<(i64, u64)>, t: i64, bits: u64) -> Append
         None => AppendCheck::Append,
         Some((last_t, _)) if t > last_t => AppendCheck::Append,
         Some((last_t, last_bits)) if t == last_t && last_bits == bits => AppendCheck::Duplicate,
-        Some((last_t, _)) if t == last_t => AppendCheck::Reject(SampleRejection::DuplicateTimestamp),
+        Some((last_t, _)) if t == last_t => {
+            AppendCheck::Reject(SampleRejection::DuplicateTimestamp)
+        }
         Some(_) => AppendCheck::Reject(SampleRejection::OutOfOrder),
     }
 }
@@ -272,7 +274,10 @@ impl Head {
     /// dense so the WAL's series records replay to the same ids.
     pub fn create_series(&mut self, id: u32, labels: Vec<Label>) -> Result<(), String> {
         if id != self.next_id() {
-            return Err(format!("series id {id} out of sequence, expected {}", self.next_id()));
+            return Err(format!(
+                "series id {id} out of sequence, expected {}",
+                self.next_id()
+            ));
         }
         let key = series_key(&labels);
         if self.ids.contains_key(&key) {
@@ -306,9 +311,9 @@ impl Head {
             .metadata
             .entry(entry.metric_family_name.clone())
             .or_default();
-        let known = family.iter().any(|m| {
-            m.r#type == entry.r#type && m.help == entry.help && m.unit == entry.unit
-        });
+        let known = family
+            .iter()
+            .any(|m| m.r#type == entry.r#type && m.help == entry.help && m.unit == entry.unit);
         if !known {
             family.push(entry);
         }
@@ -444,7 +449,10 @@ mod tests {
     fn order_checks_follow_prometheus() {
         let last = Some((1000, 1.0f64.to_bits()));
         assert_eq!(check_order(last, 1001, 0), AppendCheck::Append);
-        assert_eq!(check_order(last, 1000, 1.0f64.to_bits()), AppendCheck::Duplicate);
+        assert_eq!(
+            check_order(last, 1000, 1.0f64.to_bits()),
+            AppendCheck::Duplicate
+        );
         assert_eq!(
             check_order(last, 1000, 2.0f64.to_bits()),
             AppendCheck::Reject(SampleRejection::DuplicateTimestamp)
@@ -470,7 +478,10 @@ mod tests {
         let m = Matcher::new(MatchOp::Equal, "job", "j").expect("matcher");
         let ids = head.matching(&[m], 4000, 6000);
         let sets = head.label_sets(&ids);
-        assert_eq!(sets, vec![vec![label("__name__", "new"), label("job", "j")]]);
+        assert_eq!(
+            sets,
+            vec![vec![label("__name__", "new"), label("job", "j")]]
+        );
     }
 
     #[test]

@@ -53,11 +53,13 @@ impl TenantDb {
     ) -> Result<(TenantDb, ReplayStats), TenantDbError> {
         let mut head = Head::new();
         let wal_dir: PathBuf = dir.join("wal");
-        let (wal, stats) = Wal::open(&wal_dir, options, |payload| replay_record(&mut head, payload))
-            .map_err(|source| TenantDbError::Wal {
-                tenant: tenant.to_owned(),
-                source,
-            })?;
+        let (wal, stats) = Wal::open(&wal_dir, options, |payload| {
+            replay_record(&mut head, payload)
+        })
+        .map_err(|source| TenantDbError::Wal {
+            tenant: tenant.to_owned(),
+            source,
+        })?;
         let db = TenantDb {
             tenant: tenant.to_owned(),
             wal: Mutex::new(wal),
@@ -85,10 +87,13 @@ impl TenantDb {
 
     /// Runs a due interval fsync, if any.
     pub fn sync_if_due(&self) -> Result<(), TenantDbError> {
-        self.wal.lock().sync_if_due().map_err(|source| TenantDbError::Wal {
-            tenant: self.tenant.clone(),
-            source,
-        })
+        self.wal
+            .lock()
+            .sync_if_due()
+            .map_err(|source| TenantDbError::Wal {
+                tenant: self.tenant.clone(),
+                source,
+            })
     }
 
     /// Appends the accepted samples of `timeseries` and new `metadata`.
@@ -147,10 +152,11 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
             .lookup(&series.labels)
             .or_else(|| created.get(series.labels.as_slice()).copied());
         let id = existing.unwrap_or(next_id);
-        let mut float_state = last_float
-            .get(&id)
-            .copied()
-            .or_else(|| existing.and_then(|id| head.series(id)).and_then(|s| s.last_float()));
+        let mut float_state = last_float.get(&id).copied().or_else(|| {
+            existing
+                .and_then(|id| head.series(id))
+                .and_then(|s| s.last_float())
+        });
         let mut histogram_state = last_histogram.get(&id).copied().or_else(|| {
             existing
                 .and_then(|id| head.series(id))
@@ -343,7 +349,13 @@ mod tests {
         {
             let (db, _) = TenantDb::open("t", dir.path(), WalOptions::default()).expect("open");
             let out = db
-                .write(&[series("a", &[(1, 1.0), (2, stale)]), series("b", &[(5, 2.0)])], &[])
+                .write(
+                    &[
+                        series("a", &[(1, 1.0), (2, stale)]),
+                        series("b", &[(5, 2.0)]),
+                    ],
+                    &[],
+                )
                 .expect("write");
             assert_eq!(out.response.samples_written, 3);
             assert_eq!(out.new_series, 2);
@@ -384,7 +396,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (db, _) = TenantDb::open("t", dir.path(), WalOptions::default()).expect("open");
         let out = db
-            .write(&[series("a", &[(1, 1.0)]), series("a", &[(2, 1.0), (1, 5.0)])], &[])
+            .write(
+                &[series("a", &[(1, 1.0)]), series("a", &[(2, 1.0), (1, 5.0)])],
+                &[],
+            )
             .expect("write");
         assert_eq!(out.new_series, 1);
         assert_eq!(out.response.samples_written, 2);

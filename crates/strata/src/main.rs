@@ -1,1 +1,43 @@
-fn main() {}
+//! `strata`: every role of the Strata time-series database in one binary.
+
+mod cli;
+mod config;
+mod logging;
+mod server;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let config = match cli.config().and_then(|c| c.validate().map(|()| c)) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("strata: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("strata: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(server::run(config));
+    // A replay still running after a signal must not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("strata: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

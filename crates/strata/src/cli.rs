@@ -1,0 +1,186 @@
+//! Command-line flags. Every configuration key has a flag; a flag given on
+//! the command line overrides the file.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, FsyncMode, LogFormat, Target};
+
+/// Strata: a Prometheus-compatible, multi-tenant time-series database.
+///
+/// With no arguments it runs a complete single-node server: HTTP on :9090
+/// (Prometheus API, remote write at /api/v1/push and /api/v1/write, remote
+/// read at /api/v1/read), gRPC on :9095, data in ./data.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about)]
+pub struct Cli {
+    /// Role(s) this process runs; `all` is a whole single-node server.
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+
+    /// YAML configuration file; flags override its values.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// HTTP listen address (Prometheus API, remote write/read, /metrics) [default: 0.0.0.0:9090].
+    #[arg(long = "http-addr", value_name = "ADDR")]
+    pub http_addr: Option<String>,
+
+    /// gRPC listen address (internal store service) [default: 0.0.0.0:9095].
+    #[arg(long = "grpc-addr", value_name = "ADDR")]
+    pub grpc_addr: Option<String>,
+
+    /// Directory for the WAL and all stored data [default: ./data].
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log level or tracing filter, e.g. `debug` or `info,strata_store_node=debug` [default: info].
+    #[arg(long = "log.level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log line format [default: logfmt].
+    #[arg(long = "log.format", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// When the WAL is fsynced: before each acknowledgement (`always`) or every --wal.fsync-interval [default: always].
+    #[arg(long = "wal.fsync", value_enum)]
+    pub wal_fsync: Option<FsyncMode>,
+
+    /// fsync period with --wal.fsync=interval, a duration such as 100ms or 1s [default: 1s].
+    #[arg(long = "wal.fsync-interval", value_name = "DURATION")]
+    pub wal_fsync_interval: Option<String>,
+
+    /// Bytes after which a new WAL segment file starts [default: 134217728].
+    #[arg(long = "wal.segment-size-bytes", value_name = "BYTES")]
+    pub wal_segment_size_bytes: Option<u64>,
+
+    /// Refuse requests without an X-Scope-OrgID header (401 "no org id") [default: false].
+    #[arg(long = "tenancy.require-tenant", value_name = "BOOL")]
+    pub require_tenant: Option<bool>,
+
+    /// Tenant of requests without X-Scope-OrgID when it is not required [default: anonymous].
+    #[arg(long = "tenancy.no-auth-tenant", value_name = "TENANT")]
+    pub no_auth_tenant: Option<String>,
+
+    /// Most labels per series, __name__ included [default: 30].
+    #[arg(long = "limits.max-label-names-per-series", value_name = "N")]
+    pub max_label_names_per_series: Option<usize>,
+
+    /// Longest label name in bytes [default: 1024].
+    #[arg(long = "limits.max-label-name-length", value_name = "BYTES")]
+    pub max_label_name_length: Option<usize>,
+
+    /// Longest label value in bytes [default: 2048].
+    #[arg(long = "limits.max-label-value-length", value_name = "BYTES")]
+    pub max_label_value_length: Option<usize>,
+
+    /// Largest compressed remote write/read body; larger gets 413 [default: 10485760].
+    #[arg(long = "limits.max-request-body-bytes", value_name = "BYTES")]
+    pub max_request_body_bytes: Option<usize>,
+
+    /// Largest decompressed body, checked before decompressing; larger gets 413 [default: 104857600].
+    #[arg(long = "limits.max-decompressed-body-bytes", value_name = "BYTES")]
+    pub max_decompressed_body_bytes: Option<usize>,
+
+    /// Largest frame of a streamed remote-read response [default: 1048576].
+    #[arg(long = "remote-read.max-bytes-in-frame", value_name = "BYTES")]
+    pub max_bytes_in_frame: Option<usize>,
+
+    /// Most samples in one SAMPLES remote-read response, 0 for no limit [default: 50000000].
+    #[arg(long = "remote-read.sample-limit", value_name = "N")]
+    pub sample_limit: Option<u64>,
+
+    /// Store node a `--target frontend` process uses [default: http://127.0.0.1:9095].
+    #[arg(long = "frontend.store-address", value_name = "URL")]
+    pub store_address: Option<String>,
+}
+
+impl Cli {
+    /// The configuration: defaults, then the file, then these flags.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config_file {
+            Some(path) => Config::load(path)?,
+            None => Config::new(),
+        };
+        self.apply(&mut config);
+        Ok(config)
+    }
+
+    fn apply(&self, c: &mut Config) {
+        fn set<T: Clone>(slot: &mut T, flag: &Option<T>) {
+            if let Some(value) = flag {
+                *slot = value.clone();
+            }
+        }
+        set(&mut c.target, &self.target);
+        set(&mut c.server.http_addr, &self.http_addr);
+        set(&mut c.server.grpc_addr, &self.grpc_addr);
+        set(&mut c.data_dir, &self.data_dir);
+        set(&mut c.log.level, &self.log_level);
+        set(&mut c.log.format, &self.log_format);
+        set(&mut c.wal.fsync, &self.wal_fsync);
+        set(&mut c.wal.fsync_interval, &self.wal_fsync_interval);
+        set(&mut c.wal.segment_size_bytes, &self.wal_segment_size_bytes);
+        set(&mut c.tenancy.require_tenant, &self.require_tenant);
+        set(&mut c.tenancy.no_auth_tenant, &self.no_auth_tenant);
+        set(
+            &mut c.limits.max_label_names_per_series,
+            &self.max_label_names_per_series,
+        );
+        set(
+            &mut c.limits.max_label_name_length,
+            &self.max_label_name_length,
+        );
+        set(
+            &mut c.limits.max_label_value_length,
+            &self.max_label_value_length,
+        );
+        set(
+            &mut c.limits.max_request_body_bytes,
+            &self.max_request_body_bytes,
+        );
+        set(
+            &mut c.limits.max_decompressed_body_bytes,
+            &self.max_decompressed_body_bytes,
+        );
+        set(
+            &mut c.remote_read.max_bytes_in_frame,
+            &self.max_bytes_in_frame,
+        );
+        set(&mut c.remote_read.sample_limit, &self.sample_limit);
+        set(&mut c.frontend.store_address, &self.store_address);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::parse_from([
+            "strata",
+            "--http-addr",
+            "127.0.0.1:1",
+            "--limits.max-label-names-per-series",
+            "7",
+            "--tenancy.require-tenant",
+            "true",
+            "--wal.fsync",
+            "interval",
+        ]);
+        let config = cli.config().expect("config");
+        assert_eq!(config.server.http_addr, "127.0.0.1:1");
+        assert_eq!(config.limits.max_label_names_per_series, 7);
+        assert!(config.tenancy.require_tenant);
+        assert_eq!(config.wal.fsync, FsyncMode::Interval);
+        assert_eq!(config.target, Target::All);
+    }
+
+    #[test]
+    fn no_flags_means_defaults() {
+        let config = Cli::parse_from(["strata"]).config().expect("config");
+        assert_eq!(config, Config::new());
+    }
+}

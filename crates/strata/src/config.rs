@@ -1,0 +1,326 @@
+//! The configuration of every role: one YAML file, every key also a flag.
+//! Precedence: built-in defaults < `--config.file` < flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strata_frontend::{FrontendConfig, LimitsConfig, RemoteReadConfig, TenancyConfig};
+use strata_store_node::{FsyncPolicy, WalOptions};
+
+/// Which role(s) this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Every role in one process: a complete single-node server.
+    #[default]
+    All,
+    /// The HTTP edge (Prometheus API, remote write/read) over a store node's gRPC.
+    Frontend,
+    /// A store node: WAL, head and the gRPC store service.
+    Store,
+    /// A PromQL querier (not implemented yet).
+    Querier,
+    /// A cluster metadata node (not implemented yet).
+    Meta,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address of the HTTP API.
+    pub http_addr: String,
+    /// Listen address of the gRPC services.
+    pub grpc_addr: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: "0.0.0.0:9090".to_owned(),
+            grpc_addr: "0.0.0.0:9095".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter such as `info,strata_store_node=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Logfmt,
+        }
+    }
+}
+
+/// When the WAL is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Before every write is acknowledged (safe against power loss).
+    #[default]
+    Always,
+    /// Every `wal.fsync_interval`; survives process crashes, may lose the last interval on power loss.
+    Interval,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    pub fsync: FsyncMode,
+    /// A Prometheus duration (`100ms`, `1s`), used when `fsync` is `interval`.
+    pub fsync_interval: String,
+    /// Bytes after which a new WAL segment file is started.
+    pub segment_size_bytes: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            fsync: FsyncMode::Always,
+            fsync_interval: "1s".to_owned(),
+            segment_size_bytes: 128 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontendRoleConfig {
+    /// gRPC address of the store node a `--target frontend` process writes to and reads from.
+    pub store_address: String,
+}
+
+impl Default for FrontendRoleConfig {
+    fn default() -> Self {
+        FrontendRoleConfig {
+            store_address: "http://127.0.0.1:9095".to_owned(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub target: Target,
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub wal: WalConfig,
+    pub tenancy: TenancyConfig,
+    pub limits: LimitsConfig,
+    pub remote_read: RemoteReadConfig,
+    pub frontend: FrontendRoleConfig,
+}
+
+impl Config {
+    /// Defaults that make `strata` with no arguments a working single node.
+    pub fn new() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            ..Config::default()
+        }
+    }
+
+    /// Reads a YAML file over the defaults.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let mut config: Config = serde_yaml::from_str(&text)
+            .map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
+        if config.data_dir.as_os_str().is_empty() {
+            config.data_dir = PathBuf::from("./data");
+        }
+        Ok(config)
+    }
+
+    /// Checks values the types cannot, naming the key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, addr) in [
+            ("server.http_addr", &self.server.http_addr),
+            ("server.grpc_addr", &self.server.grpc_addr),
+        ] {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("{key}: invalid address {addr:?}: {e}"))?;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err("data_dir must not be empty".to_owned());
+        }
+        parse_duration(&self.wal.fsync_interval)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "wal.fsync_interval: invalid duration {:?}",
+                    self.wal.fsync_interval
+                )
+            })?;
+        if self.wal.segment_size_bytes < 4096 {
+            return Err("wal.segment_size_bytes must be at least 4096".to_owned());
+        }
+        EnvFilterCheck::check(&self.log.level)?;
+        self.frontend_config().validate()
+    }
+
+    pub fn frontend_config(&self) -> FrontendConfig {
+        FrontendConfig {
+            tenancy: self.tenancy.clone(),
+            limits: self.limits.clone(),
+            remote_read: self.remote_read.clone(),
+        }
+    }
+
+    pub fn wal_options(&self) -> WalOptions {
+        let fsync = match self.wal.fsync {
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => FsyncPolicy::Interval(
+                parse_duration(&self.wal.fsync_interval).unwrap_or(Duration::from_secs(1)),
+            ),
+        };
+        WalOptions {
+            fsync,
+            segment_size: self.wal.segment_size_bytes,
+        }
+    }
+}
+
+/// Validates a log filter without installing it.
+struct EnvFilterCheck;
+
+impl EnvFilterCheck {
+    fn check(level: &str) -> Result<(), String> {
+        tracing_subscriber::EnvFilter::builder()
+            .parse(level)
+            .map(|_| ())
+            .map_err(|e| format!("log.level: invalid level {level:?}: {e}"))
+    }
+}
+
+/// A Prometheus duration: `1h30m`, `15s`, `100ms`, units `ms s m h d w y`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total_ms = total_ms.checked_add(number.checked_mul(unit_ms)?)?;
+    }
+    Some(Duration::from_millis(total_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/strata.example.yaml");
+        let config = Config::load(&path).expect("example config loads");
+        config.validate().expect("example config is valid");
+        assert_eq!(config.server.http_addr, "0.0.0.0:9090");
+    }
+
+    #[test]
+    fn the_example_config_names_every_key() {
+        // The example documents the defaults: loading it must equal the defaults.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/strata.example.yaml");
+        let config = Config::load(&path).expect("example config loads");
+        assert_eq!(config, Config::new());
+        let text = std::fs::read_to_string(&path).expect("read");
+        let defaults = serde_yaml::to_value(Config::new()).expect("serialize");
+        for (section, value) in defaults.as_mapping().expect("mapping") {
+            let section = section.as_str().expect("string key");
+            assert!(
+                text.contains(&format!("{section}:")),
+                "example lacks {section}"
+            );
+            if let Some(map) = value.as_mapping() {
+                for key in map.keys() {
+                    let key = key.as_str().expect("string key");
+                    assert!(
+                        text.contains(&format!("{key}:")),
+                        "example lacks {section}.{key}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error =
+            serde_yaml::from_str::<Config>("limits:\n  max_series: 3\n").expect_err("unknown key");
+        assert!(error.to_string().contains("max_series"), "{error}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut config = Config::new();
+        config.server.http_addr = "nonsense".into();
+        assert!(
+            config
+                .validate()
+                .expect_err("bad")
+                .starts_with("server.http_addr")
+        );
+        let mut config = Config::new();
+        config.wal.fsync_interval = "soon".into();
+        assert!(
+            config
+                .validate()
+                .expect_err("bad")
+                .starts_with("wal.fsync_interval")
+        );
+        let mut config = Config::new();
+        config.limits.max_label_name_length = 0;
+        assert!(
+            config
+                .validate()
+                .expect_err("bad")
+                .contains("limits.max_label_name_length")
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

@@ -1,0 +1,233 @@
+//! Wires the roles into a running process: listeners, the store engine, the
+//! frontend's HTTP routes, the gRPC store service, `/metrics`, and a
+//! graceful shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight
+//! requests, sync the WAL, exit 0).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use strata_common::{GrpcStoreClient, StoreApi};
+use strata_frontend::Frontend;
+use strata_store_node::grpc::StoreService;
+use strata_store_node::{Engine, EngineOptions, FsyncPolicy, LocalStore, StoreMetrics};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, Target};
+
+/// Runs the configured target until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    match config.target {
+        Target::All | Target::Store => run_with_store(config).await,
+        Target::Frontend => run_frontend(config).await,
+        Target::Querier | Target::Meta => bail!(
+            "--target {:?} is not implemented yet; use all, store or frontend",
+            config.target
+        ),
+    }
+}
+
+async fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({key})"))
+}
+
+/// `all` (frontend + store in one process) or `store` alone.
+async fn run_with_store(config: Config) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
+    let grpc_listener = bind(&config.server.grpc_addr, "server.grpc_addr").await?;
+    let engine = Engine::new(
+        EngineOptions {
+            data_dir: config.data_dir.clone(),
+            wal: config.wal_options(),
+        },
+        StoreMetrics::new(&mut registry),
+    )?;
+    let engine = Arc::new(engine);
+    let store = LocalStore::new(engine.clone());
+
+    let ready_engine = engine.clone();
+    let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || ready_engine.is_ready());
+    let mut router = if config.target == Target::All {
+        let store: Arc<dyn StoreApi> = Arc::new(store.clone());
+        Frontend::new(
+            config.frontend_config(),
+            store,
+            ready.clone(),
+            &mut registry,
+        )
+        .router()
+    } else {
+        health_router(ready.clone())
+    };
+    router = with_metrics(router, registry);
+
+    let (stop, stopped) = watch::channel(false);
+    let http = tokio::spawn(serve_http(http_listener, router, stopped.clone()));
+    let grpc = tokio::spawn(serve_grpc(grpc_listener, store, stopped.clone()));
+    tracing::info!(
+        target_role = ?config.target,
+        http = %config.server.http_addr,
+        grpc = %config.server.grpc_addr,
+        data_dir = %config.data_dir.display(),
+        "strata started, replaying the write-ahead log"
+    );
+    if let FsyncPolicy::Interval(period) = config.wal_options().fsync {
+        tokio::spawn(sync_periodically(engine.clone(), period, stopped.clone()));
+    }
+
+    let replay_engine = engine.clone();
+    let replay = tokio::task::spawn_blocking(move || replay_engine.replay());
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        result = replay => match result {
+            Ok(Ok(())) => {
+                tracing::info!("ready");
+                shutdown_signal().await;
+                None
+            }
+            Ok(Err(error)) => Some(anyhow::Error::new(error)),
+            Err(error) => Some(anyhow!("wal replay task failed: {error}")),
+        },
+    };
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = http.await;
+    let _ = grpc.await;
+    let sync_engine = engine.clone();
+    let _ = tokio::task::spawn_blocking(move || sync_engine.sync_all()).await;
+    tracing::info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+/// `frontend` alone, over a store node's gRPC service.
+async fn run_frontend(config: Config) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
+    let client = GrpcStoreClient::connect_lazy(&config.frontend.store_address)
+        .map_err(|e| anyhow!("frontend.store_address: {e}"))?;
+    let store: Arc<dyn StoreApi> = Arc::new(client);
+    let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(|| true);
+    let router = Frontend::new(config.frontend_config(), store, ready, &mut registry).router();
+    let router = with_metrics(router, registry);
+    let (stop, stopped) = watch::channel(false);
+    let http = tokio::spawn(serve_http(http_listener, router, stopped));
+    tracing::info!(http = %config.server.http_addr, store = %config.frontend.store_address, "frontend started");
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    let _ = http.await;
+    Ok(())
+}
+
+fn health_router(ready: Arc<dyn Fn() -> bool + Send + Sync>) -> Router {
+    Router::new()
+        .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
+        .route(
+            "/-/ready",
+            get(move || {
+                let is_ready = ready();
+                async move {
+                    if is_ready {
+                        (axum::http::StatusCode::OK, "Strata is Ready.\n")
+                    } else {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "Service Unavailable\n",
+                        )
+                    }
+                }
+            }),
+        )
+}
+
+/// Adds `/metrics` in the OpenMetrics text format.
+fn with_metrics(router: Router, registry: Registry) -> Router {
+    let registry = Arc::new(registry);
+    router.route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                    Ok(()) => (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                    Err(error) => (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        error.to_string(),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    )
+}
+
+async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+async fn serve_http(listener: TcpListener, router: Router, stopped: watch::Receiver<bool>) {
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(wait_for_stop(stopped))
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "http server failed");
+    }
+}
+
+async fn serve_grpc(listener: TcpListener, store: LocalStore, stopped: watch::Receiver<bool>) {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = tonic::transport::Server::builder()
+        .add_service(StoreService::server(store))
+        .serve_with_incoming_shutdown(incoming, wait_for_stop(stopped))
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "grpc server failed");
+    }
+}
+
+async fn sync_periodically(engine: Arc<Engine>, period: Duration, stopped: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(period / 2);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = wait_for_stop(stopped.clone()) => return,
+        }
+        let engine = engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.sync_due()).await;
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
