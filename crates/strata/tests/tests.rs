@@ -1,0 +1,8 @@
+//! Integration tests: one binary (link once), a module per area. Each test
+//! starts the real `strata` binary (and, where needed, a real Prometheus).
+
+mod support;
+
+mod api;
+mod crash;
+mod prometheus_interop;
