@@ -42,6 +42,10 @@ pub(crate) fn decompress(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Api
             ),
         ));
     }
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the declared length was checked above"
+    )]
     snap::raw::Decoder::new()
         .decompress_vec(compressed)
         .map_err(|e| ApiError::bad_data(format!("body is not snappy-compressed: {e}")))

@@ -266,7 +266,8 @@ mod tests {
 
     #[test]
     fn each_rule_names_the_series() {
-        let cases: Vec<(Vec<(&[u8], &[u8])>, &str)> = vec![
+        type Pairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+        let cases: Vec<(Pairs, &str)> = vec![
             (
                 vec![(b"job", b"a")],
                 "series has no metric name: {job=\"a\"}",

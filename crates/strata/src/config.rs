@@ -282,6 +282,40 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_documents_every_key_and_flag() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let text = std::fs::read_to_string(&path).expect("read docs/configuration.md");
+        let defaults = serde_yaml::to_value(Config::new()).expect("serialize");
+        for (section, value) in defaults.as_mapping().expect("mapping") {
+            let section = section.as_str().expect("string key");
+            match value.as_mapping() {
+                Some(map) => {
+                    for key in map.keys() {
+                        let key = format!("`{section}.{}`", key.as_str().expect("string key"));
+                        assert!(text.contains(&key), "docs/configuration.md lacks {key}");
+                    }
+                }
+                None => assert!(
+                    text.contains(&format!("`{section}`")),
+                    "docs lack {section}"
+                ),
+            }
+        }
+        let help = <crate::cli::Cli as clap::CommandFactory>::command();
+        for arg in help.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    text.contains(&format!("`--{long}`"))
+                        || long == "config.file"
+                        || long == "help"
+                        || long == "version",
+                    "docs/configuration.md lacks --{long}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let error =
             serde_yaml::from_str::<Config>("limits:\n  max_series: 3\n").expect_err("unknown key");
