@@ -55,6 +55,9 @@ pub enum EngineError {
 pub struct Engine {
     options: EngineOptions,
     tenants: RwLock<HashMap<String, Arc<TenantDb>>>,
+    /// Held while a tenant's directory is opened, so no two threads ever
+    /// open the same WAL.
+    opening: parking_lot::Mutex<()>,
     ready: AtomicBool,
     metrics: StoreMetrics,
     /// Held for the engine's lifetime: one process per data directory.
@@ -78,6 +81,7 @@ impl Engine {
         Ok(Engine {
             options,
             tenants: RwLock::new(HashMap::new()),
+            opening: parking_lot::Mutex::new(()),
             ready: AtomicBool::new(false),
             metrics,
             _lock: lock,
@@ -172,21 +176,19 @@ impl Engine {
         if let Some(db) = self.tenants.read().get(tenant) {
             return Ok(db.clone());
         }
-        let _ = TenantId::new(tenant).map_err(|e| StoreError::bad_data(e.to_string()))?;
-        let mut tenants = self.tenants.write();
-        if let Some(db) = tenants.get(tenant) {
+        TenantId::new(tenant).map_err(|e| StoreError::bad_data(e.to_string()))?;
+        let _opening = self.opening.lock();
+        if let Some(db) = self.tenants.read().get(tenant) {
             return Ok(db.clone());
         }
-        drop(tenants);
-        let db = self
-            .open_tenant(tenant)
-            .map_err(|e| StoreError::new(ErrorClass::Unavailable, error_chain(&e)))?;
-        tenants = self.tenants.write();
-        Ok(tenants.entry(tenant.to_owned()).or_insert(db).clone())
+        self.open_tenant(tenant)
+            .map_err(|e| StoreError::new(ErrorClass::Unavailable, error_chain(&e)))
     }
 
-    fn tenant_for_read(&self, tenant: &str) -> Option<Arc<TenantDb>> {
-        self.tenants.read().get(tenant).cloned()
+    /// The tenant's database if it has any data; reads wait for replay.
+    fn tenant_for_read(&self, tenant: &str) -> Result<Option<Arc<TenantDb>>, StoreError> {
+        self.check_ready()?;
+        Ok(self.tenants.read().get(tenant).cloned())
     }
 
     fn check_ready(&self) -> Result<(), StoreError> {
@@ -282,7 +284,7 @@ impl StoreApi for LocalStore {
 
     async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, StoreError> {
         let matchers = matchers(&request.matchers)?;
-        let Some(db) = self.tenant_for_read(&request.tenant) else {
+        let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(Vec::new());
         };
         blocking(move || {
@@ -295,7 +297,7 @@ impl StoreApi for LocalStore {
 
     async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, StoreError> {
         let sets = matcher_sets(&request.matcher_sets)?;
-        let Some(db) = self.tenant_for_read(&request.tenant) else {
+        let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(SeriesResponse::default());
         };
         let head = db.head();
@@ -314,7 +316,7 @@ impl StoreApi for LocalStore {
         request: LabelNamesRequest,
     ) -> Result<LabelNamesResponse, StoreError> {
         let sets = matcher_sets(&request.matcher_sets)?;
-        let Some(db) = self.tenant_for_read(&request.tenant) else {
+        let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(LabelNamesResponse::default());
         };
         let head = db.head();
@@ -329,7 +331,7 @@ impl StoreApi for LocalStore {
         request: LabelValuesRequest,
     ) -> Result<LabelValuesResponse, StoreError> {
         let sets = matcher_sets(&request.matcher_sets)?;
-        let Some(db) = self.tenant_for_read(&request.tenant) else {
+        let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(LabelValuesResponse::default());
         };
         let head = db.head();
@@ -340,7 +342,7 @@ impl StoreApi for LocalStore {
     }
 
     async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, StoreError> {
-        let Some(db) = self.tenant_for_read(&request.tenant) else {
+        let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(MetadataResponse::default());
         };
         let head = db.head();
@@ -365,4 +367,139 @@ impl StoreApi for LocalStore {
 /// The path of a tenant's data, for tools and tests.
 pub fn tenant_path(data_dir: &Path, tenant: &TenantId) -> PathBuf {
     data_dir.join("tenants").join(tenant.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_common::MatchOp;
+    use strata_common::labels::label;
+    use strata_proto::prometheus::{Sample, TimeSeries};
+
+    fn engine(dir: &Path) -> LocalStore {
+        let engine = Engine::new(
+            EngineOptions {
+                data_dir: dir.to_owned(),
+                wal: WalOptions::default(),
+            },
+            StoreMetrics::unregistered(),
+        )
+        .expect("engine");
+        engine.replay().expect("replay");
+        LocalStore::new(Arc::new(engine))
+    }
+
+    fn write(tenant: &str, name: &str, t: i64) -> WriteRequest {
+        WriteRequest {
+            tenant: tenant.to_owned(),
+            timeseries: vec![TimeSeries {
+                labels: vec![label("__name__", name)],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: t,
+                }],
+                ..Default::default()
+            }],
+            metadata: Vec::new(),
+        }
+    }
+
+    async fn names(store: &LocalStore, tenant: &str) -> Vec<String> {
+        let request = LabelValuesRequest {
+            tenant: tenant.to_owned(),
+            name: "__name__".to_owned(),
+            start_ms: i64::MIN,
+            end_ms: i64::MAX,
+            ..Default::default()
+        };
+        store.label_values(request).await.expect("values").values
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tenants_are_isolated_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = engine(dir.path());
+            store.write(write("a", "only_a", 1)).await.expect("write a");
+            store.write(write("b", "only_b", 1)).await.expect("write b");
+        }
+        let store = engine(dir.path());
+        let m = Matcher::new(MatchOp::RegexMatch, "__name__", ".+").expect("matcher");
+        let selected = store
+            .select(SelectRequest {
+                tenant: "a".to_owned(),
+                matchers: vec![m.to_proto()],
+                start_ms: i64::MIN,
+                end_ms: i64::MAX,
+            })
+            .await
+            .expect("select");
+        assert_eq!(selected.len(), 1);
+        assert_eq!(selected[0].labels, vec![label("__name__", "only_a")]);
+        assert_eq!(names(&store, "b").await, vec!["only_b".to_owned()]);
+        assert!(names(&store, "nobody").await.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_writes_open_a_tenant_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = engine(dir.path());
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.write(write("new", &format!("m{i}"), 1)).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("join").expect("write");
+        }
+        let segments = std::fs::read_dir(dir.path().join("tenants/new/wal"))
+            .expect("wal dir")
+            .count();
+        assert_eq!(segments, 1, "the tenant's WAL was opened more than once");
+        drop(store);
+        let store = engine(dir.path());
+        assert_eq!(names(&store, "new").await.len(), 8);
+    }
+
+    #[test]
+    fn a_second_engine_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = EngineOptions {
+            data_dir: dir.path().to_owned(),
+            wal: WalOptions::default(),
+        };
+        let _first = Engine::new(options.clone(), StoreMetrics::unregistered()).expect("first");
+        let second = Engine::new(options, StoreMetrics::unregistered());
+        assert!(matches!(second, Err(EngineError::Locked { .. })));
+    }
+
+    #[tokio::test]
+    async fn writes_and_reads_wait_for_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::new(
+            EngineOptions {
+                data_dir: dir.path().to_owned(),
+                wal: WalOptions::default(),
+            },
+            StoreMetrics::unregistered(),
+        )
+        .expect("engine");
+        let store = LocalStore::new(Arc::new(engine));
+        let error = store
+            .write(write("a", "x", 1))
+            .await
+            .expect_err("not ready");
+        assert_eq!(error.class, ErrorClass::Unavailable);
+        let error = store
+            .series(SeriesRequest {
+                tenant: "a".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("not ready");
+        assert_eq!(error.class, ErrorClass::Unavailable);
+        store.replay().expect("replay");
+        store.write(write("a", "x", 1)).await.expect("ready now");
+    }
 }
