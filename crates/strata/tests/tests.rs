@@ -6,3 +6,4 @@ mod support;
 mod api;
 mod crash;
 mod prometheus_interop;
+mod roles;
