@@ -82,15 +82,25 @@ pub(crate) async fn track(State(fe): State<Frontend>, request: Request, next: Ne
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let span = tracing::info_span!("http_request", %method, route = %route);
+    let response = tracing::Instrument::instrument(next.run(request), span).await;
+    let elapsed = started.elapsed();
+    tracing::debug!(
+        %method,
+        route = %route,
+        status = response.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "http request"
+    );
     let metrics = fe.metrics();
     metrics
         .request_duration
         .get_or_create(&RouteOnly {
             route: route.clone(),
         })
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     metrics
         .requests
         .get_or_create(&RouteLabels {

@@ -161,6 +161,15 @@ impl Frontend {
         }
         self.metrics()
             .observe_ingest(&written, ingested.refused_samples);
+        if let Some(first) = &ingested.first_refusal {
+            tracing::debug!(
+                tenant = %tenant,
+                refused_series = ingested.refused_series,
+                refused_samples = ingested.refused_samples,
+                first = %first,
+                "remote write refused some series"
+            );
+        }
         ingested.written = written;
         Ok(ingested)
     }

@@ -43,6 +43,14 @@ pub struct Cli {
     #[arg(long = "log.format", value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// OTLP/gRPC collector for spans, e.g. http://localhost:4317; empty disables [default: empty].
+    #[arg(long = "tracing.otlp-endpoint", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// service.name of exported spans [default: strata].
+    #[arg(long = "tracing.service-name", value_name = "NAME")]
+    pub service_name: Option<String>,
+
     /// When the WAL is fsynced: before each acknowledgement (`always`) or every --wal.fsync-interval [default: always].
     #[arg(long = "wal.fsync", value_enum)]
     pub wal_fsync: Option<FsyncMode>,
@@ -119,6 +127,8 @@ impl Cli {
         set(&mut c.data_dir, &self.data_dir);
         set(&mut c.log.level, &self.log_level);
         set(&mut c.log.format, &self.log_format);
+        set(&mut c.tracing.otlp_endpoint, &self.otlp_endpoint);
+        set(&mut c.tracing.service_name, &self.service_name);
         set(&mut c.wal.fsync, &self.wal_fsync);
         set(&mut c.wal.fsync_interval, &self.wal_fsync_interval);
         set(&mut c.wal.segment_size_bytes, &self.wal_segment_size_bytes);

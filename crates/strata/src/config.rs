@@ -69,6 +69,25 @@ impl Default for LogConfig {
     }
 }
 
+/// Span export over OpenTelemetry (OTLP/gRPC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Collector address such as `http://localhost:4317`; empty disables export.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: String::new(),
+            service_name: "strata".to_owned(),
+        }
+    }
+}
+
 /// When the WAL is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -123,6 +142,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub log: LogConfig,
+    pub tracing: TracingConfig,
     pub wal: WalConfig,
     pub tenancy: TenancyConfig,
     pub limits: LimitsConfig,
@@ -175,6 +195,13 @@ impl Config {
             return Err("wal.segment_size_bytes must be at least 4096".to_owned());
         }
         EnvFilterCheck::check(&self.log.level)?;
+        let endpoint = &self.tracing.otlp_endpoint;
+        let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !is_url {
+            return Err(format!(
+                "tracing.otlp_endpoint: {endpoint:?} must start with http:// or https://"
+            ));
+        }
         self.frontend_config().validate()
     }
 

@@ -1,33 +1,89 @@
 //! Structured logs through `tracing`, as logfmt (`ts=… level=info msg="…"
-//! key=value`) or JSON lines.
+//! key=value`) or JSON lines, and spans exported over OTLP/gRPC when
+//! `tracing.otlp_endpoint` is set.
 
 use std::fmt;
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, TracingConfig};
 
-/// Installs the global subscriber. The level was validated with the config.
-pub fn init(config: &LogConfig) {
+/// Keeps the span exporter alive; [`Telemetry::shutdown`] flushes it.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the span exporter, if any.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("strata: span exporter shutdown failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs to stderr and, if configured, spans
+/// to an OTLP collector. Must run inside the Tokio runtime (the exporter's
+/// gRPC channel lives on it). The level was validated with the config.
+pub fn init(log: &LogConfig, tracing: &TracingConfig) -> Result<Telemetry, String> {
     let filter = EnvFilter::builder()
-        .parse(&config.level)
+        .parse(&log.level)
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.format {
-        LogFormat::Json => builder
+    let logs = match log.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .init(),
-        LogFormat::Logfmt => builder.event_format(Logfmt).init(),
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Logfmt => tracing_subscriber::fmt::layer()
+            .event_format(Logfmt)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let provider = span_exporter(tracing)?;
+    let spans = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("strata")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(spans)
+        .init();
+    Ok(Telemetry { provider })
+}
+
+fn span_exporter(config: &TracingConfig) -> Result<Option<SdkTracerProvider>, String> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    if config.otlp_endpoint.is_empty() {
+        return Ok(None);
     }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(config.otlp_endpoint.clone())
+        .build()
+        .map_err(|e| format!("tracing.otlp_endpoint: cannot build the span exporter: {e}"))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .build();
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    ))
 }
 
 /// A logfmt line per event: time, level, logger, message, then the fields.

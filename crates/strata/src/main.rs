@@ -19,7 +19,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,7 +29,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let telemetry = {
+        // The span exporter's gRPC channel lives on the runtime.
+        let _runtime = runtime.enter();
+        match logging::init(&config.log, &config.tracing) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("strata: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    };
     let result = runtime.block_on(server::run(config));
+    telemetry.shutdown();
     // A replay still running after a signal must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_secs(5));
     match result {

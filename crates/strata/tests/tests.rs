@@ -7,3 +7,4 @@ mod api;
 mod crash;
 mod prometheus_interop;
 mod roles;
+mod telemetry;
