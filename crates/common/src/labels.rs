@@ -32,6 +32,9 @@ pub fn format(labels: &[Label]) -> String {
         .filter(|l| l.name != METRIC_NAME)
         .map(|l| format!("{}={:?}", l.name, l.value))
         .collect();
+    if rest.is_empty() && !name.is_empty() {
+        return name.to_owned();
+    }
     format!("{name}{{{}}}", rest.join(", "))
 }
 
@@ -51,6 +54,8 @@ mod tests {
     fn formats_like_promql() {
         let ls = vec![label("__name__", "up"), label("job", "a\"b")];
         assert_eq!(format(&ls), r#"up{job="a\"b"}"#);
+        assert_eq!(format(&[label("__name__", "up")]), "up");
+        assert_eq!(format(&[label("job", "x")]), r#"{job="x"}"#);
     }
 
     #[test]

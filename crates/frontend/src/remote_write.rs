@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
-use strata_common::{ErrorClass, TenantId, labels};
+use strata_common::{ErrorClass, TenantId};
 use strata_proto::ingest::RawWriteRequest;
 use strata_proto::store::{WriteRequest, WriteResponse};
 
@@ -144,20 +144,17 @@ impl Frontend {
             .store()
             .write(WriteRequest {
                 tenant: tenant.as_str().to_owned(),
-                timeseries: valid.clone(),
+                timeseries: valid,
                 metadata,
             })
             .await?;
         for rejected in &written.rejected {
             ingested.refused_series += 1;
             ingested.refused_samples += rejected.rejected_samples;
-            let series = valid
-                .get(rejected.index as usize)
-                .map(|s| labels::format(&s.labels))
-                .unwrap_or_default();
+            // The store's reason names the series.
             ingested
                 .first_refusal
-                .get_or_insert_with(|| format!("{} for series {series}", rejected.reason));
+                .get_or_insert_with(|| rejected.reason.clone());
         }
         self.metrics()
             .observe_ingest(&written, ingested.refused_samples);

@@ -218,23 +218,21 @@ fn trim_chunk(bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
     chunks
 }
 
-/// The canonical key of a label set, for the series hash map.
-fn series_key(labels: &[Label]) -> String {
-    let mut key = String::new();
-    for label in labels {
-        key.push_str(&label.name);
-        key.push('\u{ff}');
-        key.push_str(&label.value);
-        key.push('\u{ff}');
-    }
-    key
+/// A hash of a label set, for the series lookup table. Collisions are
+/// resolved by comparing the labels, so the table stores no copy of them.
+fn labels_hash(labels: &[Label]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A tenant's in-memory series, index and metadata.
 #[derive(Debug, Default)]
 pub struct Head {
     series: Vec<MemSeries>,
-    ids: HashMap<String, u32>,
+    /// Label-set hash → ids of the series with that hash (almost always one).
+    ids: HashMap<u64, Vec<u32>>,
     index: LabelIndex,
     /// Metric family name → distinct (type, help, unit) entries.
     metadata: BTreeMap<String, Vec<MetricMetadata>>,
@@ -258,7 +256,12 @@ impl Head {
 
     /// The id of a label set, if the head has it.
     pub fn lookup(&self, labels: &[Label]) -> Option<u32> {
-        self.ids.get(&series_key(labels)).copied()
+        let candidates = self.ids.get(&labels_hash(labels))?;
+        candidates.iter().copied().find(|id| {
+            self.series
+                .get(*id as usize)
+                .is_some_and(|s| s.labels == labels)
+        })
     }
 
     /// The id the next created series will get.
@@ -279,12 +282,11 @@ impl Head {
                 self.next_id()
             ));
         }
-        let key = series_key(&labels);
-        if self.ids.contains_key(&key) {
+        if self.lookup(&labels).is_some() {
             return Err(format!("series id {id} duplicates an existing series"));
         }
         self.index.add(id, &labels);
-        self.ids.insert(key, id);
+        self.ids.entry(labels_hash(&labels)).or_default().push(id);
         self.series.push(MemSeries::new(labels));
         Ok(())
     }

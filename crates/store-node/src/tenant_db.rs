@@ -213,7 +213,11 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
         if let Some(why) = reason {
             plan.rejected.push(RejectedSeries {
                 index: u32::try_from(index).unwrap_or(u32::MAX),
-                reason: why.message().to_owned(),
+                reason: format!(
+                    "{} for series {}",
+                    why.message(),
+                    strata_common::labels::format(&series.labels)
+                ),
                 rejected_samples: refused,
             });
         }
@@ -388,7 +392,10 @@ mod tests {
         assert_eq!(out.response.rejected.len(), 1);
         assert_eq!(out.response.rejected[0].index, 0);
         assert_eq!(out.response.rejected[0].rejected_samples, 2);
-        assert_eq!(out.response.rejected[0].reason, "out of order sample");
+        assert_eq!(
+            out.response.rejected[0].reason,
+            "out of order sample for series a"
+        );
     }
 
     #[test]
