@@ -59,7 +59,10 @@ impl Params {
         match self.get(name) {
             None => Ok(default),
             Some(text) => parse_time(text).ok_or_else(|| {
-                ApiError::invalid_param(name, format!("cannot parse {text:?} to a valid timestamp"))
+                ApiError::invalid_param(
+                    name,
+                    format!("invalid time value for '{name}': cannot parse {text:?} to a valid timestamp"),
+                )
             }),
         }
     }
@@ -70,9 +73,13 @@ impl Params {
             return Ok(0);
         };
         let value: i64 = text.parse().map_err(|_| {
-            ApiError::bad_data(format!("strconv.Atoi: parsing {text:?}: invalid syntax"))
+            ApiError::invalid_param(
+                "limit",
+                format!("strconv.Atoi: parsing {text:?}: invalid syntax"),
+            )
         })?;
-        u64::try_from(value).map_err(|_| ApiError::bad_data("limit must be non-negative"))
+        u64::try_from(value)
+            .map_err(|_| ApiError::invalid_param("limit", "limit must be non-negative"))
     }
 }
 

@@ -50,25 +50,41 @@ fn labels_json(labels: &[Label]) -> Value {
 }
 
 /// The `[start, end]` of a series/labels request, open-ended by default.
+/// An inverted range is not an error: Prometheus answers it with no data.
 fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     let start = params.time_or("start", MIN_TIME_MS)?;
     let end = params.time_or("end", MAX_TIME_MS)?;
-    if end < start {
-        return Err(ApiError::bad_data(
-            "end timestamp must not be before start timestamp",
-        ));
-    }
     Ok((start, end))
 }
 
-/// Parses every `match[]` selector into a matcher set.
-fn matcher_sets(params: &Params) -> Result<Vec<MatcherSet>, ApiError> {
+/// How a handler reports a selector that could match every series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EmptyMatcherError {
+    /// `invalid parameter "match[]": match[] must contain ...` (series).
+    Prefixed,
+    /// `match[] must contain ...` (labels, label values).
+    Bare,
+}
+
+const EMPTY_MATCHER_MESSAGE: &str = "match[] must contain at least one non-empty matcher";
+
+/// Parses every `match[]` selector into a matcher set. Like Prometheus, a
+/// set whose matchers all match the empty string is refused.
+fn matcher_sets(params: &Params, empty: EmptyMatcherError) -> Result<Vec<MatcherSet>, ApiError> {
     params
         .all("match[]")
         .into_iter()
         .map(|text| {
             let matchers =
                 parse_selector(text).map_err(|e| ApiError::invalid_param("match[]", e))?;
+            if matchers.iter().all(Matcher::matches_empty) {
+                return Err(match empty {
+                    EmptyMatcherError::Prefixed => {
+                        ApiError::invalid_param("match[]", EMPTY_MATCHER_MESSAGE)
+                    }
+                    EmptyMatcherError::Bare => ApiError::bad_data(EMPTY_MATCHER_MESSAGE),
+                });
+            }
             Ok(MatcherSet {
                 matchers: matchers.iter().map(Matcher::to_proto).collect(),
             })
@@ -108,7 +124,7 @@ impl Frontend {
         params: &Params,
     ) -> Result<Response, ApiError> {
         let tenant = self.tenant(headers)?;
-        let sets = matcher_sets(params)?;
+        let sets = matcher_sets(params, EmptyMatcherError::Prefixed)?;
         if sets.is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
@@ -142,7 +158,7 @@ impl Frontend {
             .store()
             .label_names(LabelNamesRequest {
                 tenant: tenant.to_string(),
-                matcher_sets: matcher_sets(params)?,
+                matcher_sets: matcher_sets(params, EmptyMatcherError::Bare)?,
                 start_ms,
                 end_ms,
                 limit: params.limit()?,
@@ -161,16 +177,18 @@ impl Frontend {
         name: &str,
     ) -> Result<Response, ApiError> {
         let tenant = self.tenant(headers)?;
-        let name = unescape_label_name(name)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
+        // Like Prometheus, an escape that does not decode is taken literally.
+        let name = unescape_label_name(name).unwrap_or_else(|| name.to_owned());
+        if name.is_empty() {
+            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+        }
         let (start_ms, end_ms) = time_range(params)?;
         let response = self
             .store()
             .label_values(LabelValuesRequest {
                 tenant: tenant.to_string(),
                 name,
-                matcher_sets: matcher_sets(params)?,
+                matcher_sets: matcher_sets(params, EmptyMatcherError::Bare)?,
                 start_ms,
                 end_ms,
                 limit: params.limit()?,

@@ -26,12 +26,6 @@ pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
             parser.rest().chars().next().unwrap_or(' ')
         )));
     }
-    if matchers.iter().all(Matcher::matches_empty) {
-        return Err(SelectorError {
-            column: 1,
-            message: "vector selector must contain at least one non-empty matcher".to_owned(),
-        });
-    }
     Ok(matchers)
 }
 
@@ -263,8 +257,8 @@ mod tests {
     #[test]
     fn rejects_like_prometheus() {
         let err = |s: &str| parse_selector(s).expect_err(s).to_string();
-        assert!(err(r#"{job=""}"#).contains("at least one non-empty matcher"));
-        assert!(err(r#"{job=~".*"}"#).contains("at least one non-empty matcher"));
+        // Whether a selector may match everything is the caller's rule.
+        assert!(parse_selector(r#"{job=""}"#).is_ok());
         assert!(err("up{").contains("parse error"));
         assert!(err(r#"up{job="a"} x"#).contains("unexpected character"));
         assert!(err(r#"up{__name__="x"}"#).contains("set twice"));

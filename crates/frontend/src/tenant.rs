@@ -39,7 +39,9 @@ impl TenancyConfig {
 
     /// The request's tenant, or 401 / 400 as Mimir answers.
     pub fn resolve(&self, headers: &HeaderMap) -> Result<TenantId, ApiError> {
-        let Some(value) = headers.get(ORG_ID_HEADER) else {
+        // An empty header counts as no header, as in Mimir (dskit).
+        let value = headers.get(ORG_ID_HEADER).filter(|v| !v.is_empty());
+        let Some(value) = value else {
             if self.require_tenant {
                 return Err(ApiError::new(ErrorClass::Unauthenticated, "no org id"));
             }
@@ -86,9 +88,11 @@ mod tests {
             require_tenant: true,
             ..TenancyConfig::default()
         };
-        let error = config.resolve(&headers(None)).expect_err("401");
-        assert_eq!(error.class, ErrorClass::Unauthenticated);
-        assert_eq!(error.message, "no org id");
+        for missing in [None, Some("")] {
+            let error = config.resolve(&headers(missing)).expect_err("401");
+            assert_eq!(error.class, ErrorClass::Unauthenticated);
+            assert_eq!(error.message, "no org id");
+        }
     }
 
     #[test]

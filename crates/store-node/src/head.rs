@@ -56,8 +56,9 @@ pub(crate) struct MemSeries {
     closed: Vec<ClosedChunk>,
     open: XorAppender,
     histograms: Vec<Histogram>,
-    /// Newest float sample (timestamp, value bits), for order checks.
-    last_float: Option<(i64, u64)>,
+    /// Timestamp and kind of the newest sample, float or histogram: one
+    /// series has one sample per timestamp, whatever its kind.
+    last: Option<(i64, LastKind)>,
     min_time: i64,
     max_time: i64,
 }
@@ -69,43 +70,48 @@ impl MemSeries {
             closed: Vec::new(),
             open: XorAppender::new(),
             histograms: Vec::new(),
-            last_float: None,
+            last: None,
             min_time: i64::MAX,
             max_time: i64::MIN,
         }
     }
 
-    pub(crate) fn check_float(&self, t: i64, bits: u64) -> AppendCheck {
-        check_order(self.last_float, t, bits)
+    /// The newest sample, for order checks.
+    pub(crate) fn last_sample(&self) -> Option<LastSample> {
+        let (t, kind) = self.last?;
+        let value = match kind {
+            LastKind::Float(bits) => SampleValue::Float(bits),
+            LastKind::Histogram => {
+                SampleValue::Histogram(Box::new(self.histograms.last()?.clone()))
+            }
+        };
+        Some(LastSample { t, value })
     }
 
-    pub(crate) fn last_float(&self) -> Option<(i64, u64)> {
-        self.last_float
-    }
-
-    pub(crate) fn last_histogram(&self) -> Option<&Histogram> {
-        self.histograms.last()
+    fn is_newer(&self, t: i64) -> bool {
+        self.last.is_none_or(|(last_t, _)| t > last_t)
     }
 
     fn append_float(&mut self, t: i64, bits: u64) {
-        if self.check_float(t, bits) != AppendCheck::Append {
+        if !self.is_newer(t) {
             return;
         }
         if self.open.len() >= SAMPLES_PER_CHUNK {
             self.cut_chunk();
         }
         self.open.append(t, f64::from_bits(bits));
-        self.last_float = Some((t, bits));
+        self.last = Some((t, LastKind::Float(bits)));
         self.widen(t);
     }
 
     fn append_histogram(&mut self, histogram: Histogram) {
         let t = histogram.timestamp;
-        if self.histograms.last().is_some_and(|h| h.timestamp >= t) {
+        if !self.is_newer(t) {
             return;
         }
         self.widen(t);
         self.histograms.push(histogram);
+        self.last = Some((t, LastKind::Histogram));
     }
 
     fn widen(&mut self, t: i64) {
@@ -124,8 +130,10 @@ impl MemSeries {
         }
     }
 
+    /// Whether the series has data that may fall in `[start, end]`; a
+    /// series without samples (its WAL tail was torn away) never does.
     fn overlaps(&self, start: i64, end: i64) -> bool {
-        self.min_time <= end && self.max_time >= start
+        self.min_time <= self.max_time && self.min_time <= end && self.max_time >= start
     }
 
     /// The series' data in `[start, end]`: whole chunks where they fit, boundary
@@ -166,16 +174,39 @@ impl MemSeries {
     }
 }
 
-/// Order check shared by floats: strictly newer appends, an identical repeat
-/// is a no-op, anything else is refused (the out-of-order window comes later).
-pub(crate) fn check_order(last: Option<(i64, u64)>, t: i64, bits: u64) -> AppendCheck {
+/// Kind of a series' newest sample; a histogram's value is the last
+/// element of the series' histogram list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastKind {
+    Float(u64),
+    Histogram,
+}
+
+/// A sample's value as the order check compares it: float bits, so NaNs
+/// and stale markers compare exactly, or a whole histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleValue {
+    Float(u64),
+    Histogram(Box<Histogram>),
+}
+
+/// The newest sample of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastSample {
+    pub t: i64,
+    pub value: SampleValue,
+}
+
+/// Prometheus' in-order append rule for one series: a newer sample appends;
+/// at the newest timestamp an identical sample is a no-op and anything else
+/// (another value, or another kind) is a duplicate; older is out of order.
+/// (The out-of-order window comes with persistent blocks.)
+pub(crate) fn check_order(last: Option<&LastSample>, t: i64, value: &SampleValue) -> AppendCheck {
     match last {
         None => AppendCheck::Append,
-        Some((last_t, _)) if t > last_t => AppendCheck::Append,
-        Some((last_t, last_bits)) if t == last_t && last_bits == bits => AppendCheck::Duplicate,
-        Some((last_t, _)) if t == last_t => {
-            AppendCheck::Reject(SampleRejection::DuplicateTimestamp)
-        }
+        Some(last) if t > last.t => AppendCheck::Append,
+        Some(last) if t == last.t && &last.value == value => AppendCheck::Duplicate,
+        Some(last) if t == last.t => AppendCheck::Reject(SampleRejection::DuplicateTimestamp),
         Some(_) => AppendCheck::Reject(SampleRejection::OutOfOrder),
     }
 }
@@ -449,20 +480,62 @@ mod tests {
 
     #[test]
     fn order_checks_follow_prometheus() {
-        let last = Some((1000, 1.0f64.to_bits()));
-        assert_eq!(check_order(last, 1001, 0), AppendCheck::Append);
+        let float = |v: f64| SampleValue::Float(v.to_bits());
+        let last = LastSample {
+            t: 1000,
+            value: float(1.0),
+        };
         assert_eq!(
-            check_order(last, 1000, 1.0f64.to_bits()),
+            check_order(Some(&last), 1001, &float(0.0)),
+            AppendCheck::Append
+        );
+        assert_eq!(
+            check_order(Some(&last), 1000, &float(1.0)),
             AppendCheck::Duplicate
         );
         assert_eq!(
-            check_order(last, 1000, 2.0f64.to_bits()),
+            check_order(Some(&last), 1000, &float(2.0)),
             AppendCheck::Reject(SampleRejection::DuplicateTimestamp)
         );
         assert_eq!(
-            check_order(last, 999, 2.0f64.to_bits()),
+            check_order(Some(&last), 999, &float(2.0)),
             AppendCheck::Reject(SampleRejection::OutOfOrder)
         );
+        let histogram = SampleValue::Histogram(Box::new(Histogram {
+            timestamp: 1000,
+            ..Default::default()
+        }));
+        assert_eq!(
+            check_order(Some(&last), 1000, &histogram),
+            AppendCheck::Reject(SampleRejection::DuplicateTimestamp)
+        );
+        let last = LastSample {
+            t: 1000,
+            value: histogram.clone(),
+        };
+        assert_eq!(
+            check_order(Some(&last), 1000, &histogram),
+            AppendCheck::Duplicate
+        );
+        assert_eq!(
+            check_order(Some(&last), 999, &float(1.0)),
+            AppendCheck::Reject(SampleRejection::OutOfOrder)
+        );
+        // NaNs compare by bits: the same stale marker twice is a duplicate.
+        let stale = SampleValue::Float(strata_proto::STALE_NAN_BITS);
+        let last = LastSample {
+            t: 5,
+            value: stale.clone(),
+        };
+        assert_eq!(check_order(Some(&last), 5, &stale), AppendCheck::Duplicate);
+    }
+
+    #[test]
+    fn an_empty_series_overlaps_nothing() {
+        let mut head = Head::new();
+        head.create_series(0, vec![label("__name__", "torn")])
+            .expect("series");
+        assert!(head.matching(&[], i64::MIN, i64::MAX).is_empty());
     }
 
     #[test]

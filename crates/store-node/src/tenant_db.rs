@@ -13,7 +13,7 @@ use strata_proto::wal::{
     wal_record,
 };
 
-use crate::head::{AppendCheck, Head, SampleRejection, check_order};
+use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
 
 /// A tenant database could not be opened or written.
@@ -53,13 +53,21 @@ impl TenantDb {
     ) -> Result<(TenantDb, ReplayStats), TenantDbError> {
         let mut head = Head::new();
         let wal_dir: PathBuf = dir.join("wal");
+        let mut replay = Replay::default();
         let (wal, stats) = Wal::open(&wal_dir, options, |payload| {
-            replay_record(&mut head, payload)
+            replay.apply(&mut head, payload)
         })
         .map_err(|source| TenantDbError::Wal {
             tenant: tenant.to_owned(),
             source,
         })?;
+        if replay.unknown_refs > 0 {
+            tracing::warn!(
+                tenant,
+                samples = replay.unknown_refs,
+                "wal samples referenced unknown series and were skipped"
+            );
+        }
         let db = TenantDb {
             tenant: tenant.to_owned(),
             wal: Mutex::new(wal),
@@ -140,8 +148,7 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
     // Series created by this very request, and the newest sample accepted so
     // far per series, so that order checks see earlier samples of the request.
     let mut created: HashMap<&[Label], u32> = HashMap::new();
-    let mut last_float: HashMap<u32, (i64, u64)> = HashMap::new();
-    let mut last_histogram: HashMap<u32, i64> = HashMap::new();
+    let mut pending_last: HashMap<u32, LastSample> = HashMap::new();
     let mut next_id = head.next_id();
 
     for (index, series) in timeseries.iter().enumerate() {
@@ -152,29 +159,28 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
             .lookup(&series.labels)
             .or_else(|| created.get(series.labels.as_slice()).copied());
         let id = existing.unwrap_or(next_id);
-        let mut float_state = last_float.get(&id).copied().or_else(|| {
+        let mut last = pending_last.get(&id).cloned().or_else(|| {
             existing
                 .and_then(|id| head.series(id))
-                .and_then(|s| s.last_float())
-        });
-        let mut histogram_state = last_histogram.get(&id).copied().or_else(|| {
-            existing
-                .and_then(|id| head.series(id))
-                .and_then(|s| s.last_histogram())
-                .map(|h| h.timestamp)
+                .and_then(|s| s.last_sample())
         });
 
         let mut accepted = 0u64;
         let mut refused = 0u64;
         let mut reason: Option<SampleRejection> = None;
+        // Floats, then histograms: the order Prometheus' receiver appends them in.
         for sample in &series.samples {
             let bits = sample.value.to_bits();
-            match check_order(float_state, sample.timestamp, bits) {
+            let value = SampleValue::Float(bits);
+            match check_order(last.as_ref(), sample.timestamp, &value) {
                 AppendCheck::Append => {
                     plan.samples.series_ids.push(id);
                     plan.samples.timestamps_ms.push(sample.timestamp);
                     plan.samples.value_bits.push(bits);
-                    float_state = Some((sample.timestamp, bits));
+                    last = Some(LastSample {
+                        t: sample.timestamp,
+                        value,
+                    });
                     accepted += 1;
                 }
                 AppendCheck::Duplicate => {}
@@ -185,15 +191,23 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
             }
         }
         for histogram in &series.histograms {
-            if histogram_state.is_some_and(|last| histogram.timestamp <= last) {
-                refused += 1;
-                reason.get_or_insert(SampleRejection::OutOfOrder);
-                continue;
+            let value = SampleValue::Histogram(Box::new(histogram.clone()));
+            match check_order(last.as_ref(), histogram.timestamp, &value) {
+                AppendCheck::Append => {
+                    plan.histograms.series_ids.push(id);
+                    plan.histograms.histograms.push(histogram.clone());
+                    last = Some(LastSample {
+                        t: histogram.timestamp,
+                        value,
+                    });
+                    accepted += 1;
+                }
+                AppendCheck::Duplicate => {}
+                AppendCheck::Reject(why) => {
+                    refused += 1;
+                    reason.get_or_insert(why);
+                }
             }
-            plan.histograms.series_ids.push(id);
-            plan.histograms.histograms.push(histogram.clone());
-            histogram_state = Some(histogram.timestamp);
-            accepted += 1;
         }
 
         if accepted > 0 && existing.is_none() {
@@ -204,11 +218,8 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
             created.insert(&series.labels, id);
             next_id += 1;
         }
-        if let Some((t, bits)) = float_state {
-            last_float.insert(id, (t, bits));
-        }
-        if let Some(t) = histogram_state {
-            last_histogram.insert(id, t);
+        if let Some(last) = last {
+            pending_last.insert(id, last);
         }
         if let Some(why) = reason {
             plan.rejected.push(RejectedSeries {
@@ -305,25 +316,75 @@ fn apply_histograms(head: &mut Head, record: HistogramsRecord) {
     }
 }
 
-/// Applies one WAL record during replay.
-fn replay_record(head: &mut Head, payload: &[u8]) -> Result<(), String> {
-    let record = WalRecord::decode(payload).map_err(|e| format!("undecodable wal record: {e}"))?;
-    match record.record {
-        Some(wal_record::Record::Series(series)) => {
-            for entry in series.entries {
-                head.create_series(entry.id, entry.labels)?;
-            }
+/// Replay state: what each WAL series id means now.
+///
+/// Ids in the WAL normally equal head ids, but a write whose WAL append
+/// failed half-way may leave a series record behind, after which the next
+/// write reuses the id for another series. Replay therefore maps WAL ids
+/// to head series as records come, the latest definition winning, and
+/// finds series by labels so a label set defined twice is one series.
+#[derive(Debug, Default)]
+struct Replay {
+    ids: HashMap<u32, u32>,
+    unknown_refs: u64,
+}
+
+impl Replay {
+    fn resolve(&mut self, wal_id: u32) -> Option<u32> {
+        let id = self.ids.get(&wal_id).copied();
+        if id.is_none() {
+            self.unknown_refs += 1;
         }
-        Some(wal_record::Record::Samples(samples)) => apply_samples(head, &samples),
-        Some(wal_record::Record::Histograms(histograms)) => apply_histograms(head, histograms),
-        Some(wal_record::Record::Metadata(metadata)) => {
-            for entry in metadata.entries {
-                head.add_metadata(entry);
-            }
-        }
-        None => return Err("empty wal record".to_owned()),
+        id
     }
-    Ok(())
+
+    /// Applies one WAL record.
+    fn apply(&mut self, head: &mut Head, payload: &[u8]) -> Result<(), String> {
+        let record =
+            WalRecord::decode(payload).map_err(|e| format!("undecodable wal record: {e}"))?;
+        match record.record {
+            Some(wal_record::Record::Series(series)) => {
+                for entry in series.entries {
+                    let id = match head.lookup(&entry.labels) {
+                        Some(id) => id,
+                        None => {
+                            let id = head.next_id();
+                            head.create_series(id, entry.labels)?;
+                            id
+                        }
+                    };
+                    self.ids.insert(entry.id, id);
+                }
+            }
+            Some(wal_record::Record::Samples(samples)) => {
+                let rows = samples
+                    .series_ids
+                    .iter()
+                    .zip(&samples.timestamps_ms)
+                    .zip(&samples.value_bits);
+                for ((wal_id, t), bits) in rows {
+                    if let Some(id) = self.resolve(*wal_id) {
+                        head.append_float(id, *t, *bits);
+                    }
+                }
+            }
+            Some(wal_record::Record::Histograms(histograms)) => {
+                let rows = histograms.series_ids.into_iter().zip(histograms.histograms);
+                for (wal_id, histogram) in rows {
+                    if let Some(id) = self.resolve(wal_id) {
+                        head.append_histogram(id, histogram);
+                    }
+                }
+            }
+            Some(wal_record::Record::Metadata(metadata)) => {
+                for entry in metadata.entries {
+                    head.add_metadata(entry);
+                }
+            }
+            None => return Err("empty wal record".to_owned()),
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
