@@ -1,0 +1,378 @@
+//! Aggregation operators with `by` / `without`.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
+    T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use strata_common::labels::METRIC_NAME;
+use strata_proto::prometheus::Label;
+
+use crate::QueryError;
+use crate::eval::{Evaluator, Grid, VSeries, Val, by_step, set_label};
+
+/// Neumaier-compensated addition, as Prometheus sums: returns the new sum and compensation.
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    if t.is_infinite() {
+        (t, 0.0)
+    } else if sum.abs() >= inc.abs() {
+        (t, c + ((sum - t) + inc))
+    } else {
+        (t, c + ((inc - t) + sum))
+    }
+}
+
+/// Formats a float as Go's `%g`-ish `strconv` shortest form (`+Inf`, `-Inf`, `NaN`).
+pub(crate) fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The labels of the group a series falls into.
+fn group_labels(labels: &[Label], modifier: Option<&LabelModifier>) -> Vec<Label> {
+    match modifier {
+        Some(LabelModifier::Include(names)) => labels
+            .iter()
+            .filter(|l| names.labels.contains(&l.name))
+            .cloned()
+            .collect(),
+        Some(LabelModifier::Exclude(names)) => labels
+            .iter()
+            .filter(|l| l.name != METRIC_NAME && !names.labels.contains(&l.name))
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Acc {
+    count: f64,
+    value: f64,
+    c: f64,
+    mean: f64,
+    incremental: bool,
+    values: Vec<f64>,
+}
+
+pub(crate) fn eval(
+    ev: &mut Evaluator<'_>,
+    a: &AggregateExpr,
+    grid: &Grid,
+) -> Result<Val, QueryError> {
+    let op = a.op.id();
+    let n = grid.len();
+    let modifier = a.modifier.as_ref();
+    let mut count_values_label = None;
+    let mut param = None;
+    if let Some(p) = &a.param {
+        if op == T_COUNT_VALUES {
+            match ev.eval(p, grid)? {
+                Val::Str(s) => count_values_label = Some(s),
+                _ => return Err(QueryError::exec("count_values needs a string parameter")),
+            }
+        } else {
+            param = Some(ev.eval_scalar(p, grid)?);
+        }
+    }
+    let series = ev.eval_vector(&a.expr, grid)?;
+    let mut group_index: HashMap<Vec<Label>, usize> = HashMap::new();
+    let mut groups: Vec<Vec<Label>> = Vec::new();
+    let group_of: Vec<usize> = series
+        .iter()
+        .map(|s| {
+            let key = group_labels(&s.labels, modifier);
+            *group_index.entry(key.clone()).or_insert_with(|| {
+                groups.push(key);
+                groups.len() - 1
+            })
+        })
+        .collect();
+    let steps = by_step(&series, n);
+
+    match op {
+        T_TOPK | T_BOTTOMK => {
+            let ks = param.unwrap_or_default();
+            return top_bottom(op == T_TOPK, series, &group_of, groups.len(), &steps, &ks);
+        }
+        T_COUNT_VALUES => {
+            let label = count_values_label.unwrap_or_default();
+            if !valid_label_name(&label) {
+                return Err(QueryError::exec(format!("invalid label name {label:?}")));
+            }
+            return Ok(Val::Vector(count_values(
+                &label, &groups, &group_of, &steps,
+            )));
+        }
+        _ => {}
+    }
+    if op == T_QUANTILE
+        && let Some(qs) = &param
+    {
+        for &q in qs {
+            if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                ev.warn(format!(
+                    "quantile value should be between 0 and 1, got {}",
+                    format_float(q)
+                ));
+            }
+        }
+    }
+
+    let mut out: Vec<VSeries> = groups
+        .iter()
+        .map(|g| VSeries {
+            labels: g.clone(),
+            points: Vec::new(),
+        })
+        .collect();
+    let mut accs: Vec<Acc> = vec![Acc::default(); groups.len()];
+    let mut touched: Vec<usize> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        touched.clear();
+        for &(si, f) in step {
+            let g = group_of[si];
+            let acc = &mut accs[g];
+            if acc.count == 0.0 {
+                touched.push(g);
+                *acc = Acc {
+                    count: 1.0,
+                    value: f,
+                    c: 0.0,
+                    mean: f,
+                    incremental: false,
+                    values: Vec::new(),
+                };
+                match op {
+                    T_STDDEV | T_STDVAR => acc.value = 0.0,
+                    T_QUANTILE => acc.values.push(f),
+                    _ => {}
+                }
+                continue;
+            }
+            acc.count += 1.0;
+            match op {
+                T_SUM => (acc.value, acc.c) = kahan_inc(f, acc.value, acc.c),
+                T_AVG => {
+                    if !acc.incremental {
+                        let (sum, c) = kahan_inc(f, acc.value, acc.c);
+                        if !sum.is_infinite() {
+                            acc.value = sum;
+                            acc.c = c;
+                            continue;
+                        }
+                        acc.incremental = true;
+                        acc.mean = acc.value / (acc.count - 1.0);
+                        acc.c /= acc.count - 1.0;
+                    }
+                    let q = (acc.count - 1.0) / acc.count;
+                    (acc.mean, acc.c) = kahan_inc(f / acc.count, q * acc.mean, q * acc.c);
+                }
+                T_MAX => {
+                    if acc.value < f || acc.value.is_nan() {
+                        acc.value = f;
+                    }
+                }
+                T_MIN => {
+                    if acc.value > f || acc.value.is_nan() {
+                        acc.value = f;
+                    }
+                }
+                T_STDDEV | T_STDVAR => {
+                    let delta = f - acc.mean;
+                    acc.mean += delta / acc.count;
+                    acc.value += delta * (f - acc.mean);
+                }
+                T_QUANTILE => acc.values.push(f),
+                _ => {}
+            }
+        }
+        for &g in &touched {
+            let acc = &mut accs[g];
+            let v = match op {
+                T_SUM => acc.value + acc.c,
+                T_AVG => {
+                    if acc.incremental {
+                        acc.mean + acc.c
+                    } else {
+                        acc.value / acc.count + acc.c / acc.count
+                    }
+                }
+                T_COUNT => acc.count,
+                T_GROUP => 1.0,
+                T_STDVAR => acc.value / acc.count,
+                T_STDDEV => (acc.value / acc.count).sqrt(),
+                T_QUANTILE => {
+                    let q = param.as_ref().map_or(f64::NAN, |p| p[i]);
+                    quantile(q, &mut acc.values)
+                }
+                _ => acc.value,
+            };
+            out[g].points.push((i, v));
+            acc.count = 0.0;
+        }
+    }
+    out.retain(|s| !s.points.is_empty());
+    Ok(Val::Vector(out))
+}
+
+/// Prometheus' `quantile`: linear interpolation between closest ranks.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| {
+        // NaN sorts first, like Prometheus' vectorByValueHeap.
+        match (a.is_nan(), b.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            _ => a.total_cmp(b),
+        }
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+pub(crate) fn valid_label_name(name: &str) -> bool {
+    !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok() && !name.contains('\u{fffd}')
+}
+
+fn count_values(
+    label: &str,
+    groups: &[Vec<Label>],
+    group_of: &[usize],
+    steps: &[Vec<(usize, f64)>],
+) -> Vec<VSeries> {
+    let mut index: HashMap<Vec<Label>, usize> = HashMap::new();
+    let mut out: Vec<VSeries> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let mut counts: Vec<(usize, f64)> = Vec::new();
+        for &(si, f) in step {
+            let mut labels = groups[group_of[si]].clone();
+            set_label(&mut labels, label, &format_float(f));
+            let next = out.len();
+            let idx = *index.entry(labels.clone()).or_insert(next);
+            if idx == next {
+                out.push(VSeries {
+                    labels,
+                    points: Vec::new(),
+                });
+            }
+            match counts.iter_mut().find(|c| c.0 == idx) {
+                Some(c) => c.1 += 1.0,
+                None => counts.push((idx, 1.0)),
+            }
+        }
+        for (idx, c) in counts {
+            out[idx].points.push((i, c));
+        }
+    }
+    out
+}
+
+fn top_bottom(
+    top: bool,
+    series: Vec<VSeries>,
+    group_of: &[usize],
+    ngroups: usize,
+    steps: &[Vec<(usize, f64)>],
+    ks: &[f64],
+) -> Result<Val, QueryError> {
+    // `a` ranks before `b` (is kept in preference).
+    let better = |a: f64, b: f64| -> bool {
+        match (a.is_nan(), b.is_nan()) {
+            (_, true) => !a.is_nan(),
+            (true, false) => false,
+            _ => {
+                if top {
+                    a > b
+                } else {
+                    a < b
+                }
+            }
+        }
+    };
+    let mut out: Vec<VSeries> = series
+        .iter()
+        .map(|s| VSeries {
+            labels: s.labels.clone(),
+            points: Vec::new(),
+        })
+        .collect();
+    let mut order: Vec<usize> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let kf = ks.get(i).copied().unwrap_or(f64::NAN);
+        if kf.is_nan() {
+            return Err(QueryError::exec("Parameter value is NaN"));
+        }
+        if kf >= 9.223_372_036_854_776e18 {
+            return Err(QueryError::exec(format!(
+                "Scalar value {kf} overflows int64"
+            )));
+        }
+        let k = kf as i64;
+        if k < 1 {
+            continue;
+        }
+        let k = k as usize;
+        let mut per_group: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ngroups];
+        let mut group_order: Vec<usize> = Vec::new();
+        for &(si, f) in step {
+            let g = group_of[si];
+            if per_group[g].is_empty() {
+                group_order.push(g);
+            }
+            per_group[g].push((si, f));
+        }
+        for g in group_order {
+            let members = &mut per_group[g];
+            members.sort_by(|a, b| {
+                if better(a.1, b.1) {
+                    std::cmp::Ordering::Less
+                } else if better(b.1, a.1) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            });
+            for &(si, f) in members.iter().take(k) {
+                out[si].points.push((i, f));
+                if i == 0 {
+                    order.push(si);
+                }
+            }
+        }
+    }
+    if steps.len() == 1 {
+        // An instant query returns the selection in rank order.
+        let mut slots: Vec<Option<VSeries>> = out.into_iter().map(Some).collect();
+        let ordered = order
+            .into_iter()
+            .filter_map(|si| slots[si].take())
+            .collect();
+        return Ok(Val::Vector(ordered));
+    }
+    out.retain(|s| !s.points.is_empty());
+    Ok(Val::Vector(out))
+}

@@ -1,0 +1,369 @@
+//! The query entry points: parse, fetch, evaluate, shape the result.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self, AtModifier, Expr, Offset};
+
+use crate::eval::{Evaluator, Grid, Val, at_millis, duration_ms, offset_ms};
+use crate::value::{QueryOutput, Sample, Series, Value};
+use crate::{QueryError, Queryable, SeriesData};
+
+/// Limits and defaults of query evaluation.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta_ms: i64,
+    /// Most samples a query may load (Prometheus: 50,000,000).
+    pub max_samples: usize,
+    /// Longest a query may run.
+    pub timeout: Duration,
+    /// The step of a subquery written without one (Prometheus uses the
+    /// global evaluation interval, 1m by default).
+    pub default_subquery_step_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step_ms: 60 * 1000,
+        }
+    }
+}
+
+/// Evaluates PromQL over a [`Queryable`].
+#[derive(Debug, Clone)]
+pub struct Engine {
+    options: EngineOptions,
+}
+
+/// The data every selector of a query needs, keyed by the selector's address in the AST.
+pub(crate) type Fetched = HashMap<usize, Vec<SeriesData>>;
+
+impl Engine {
+    pub fn new(options: EngineOptions) -> Self {
+        Engine { options }
+    }
+
+    /// The options this engine was built with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Evaluates `query` at one instant.
+    pub async fn instant(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        time_ms: i64,
+    ) -> Result<QueryOutput, QueryError> {
+        let expr = parse(query)?;
+        let grid = Grid {
+            start: time_ms,
+            end: time_ms,
+            step: 1,
+        };
+        let (val, warnings, infos) = self.run(q, &expr, grid).await?;
+        let value = match val {
+            Val::Scalar(v) => Value::Scalar {
+                t: time_ms,
+                v: v.first().copied().unwrap_or(f64::NAN),
+            },
+            Val::Str(s) => Value::String { t: time_ms, v: s },
+            Val::Vector(series) => Value::Vector(
+                series
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.points.first().map(|&(_, v)| Sample {
+                            labels: s.labels,
+                            t: time_ms,
+                            v,
+                        })
+                    })
+                    .collect(),
+            ),
+            Val::Matrix(m) => {
+                let mut out: Vec<Series> = m
+                    .series
+                    .into_iter()
+                    .filter_map(|s| {
+                        let end = m.refs.first().copied().unwrap_or(time_ms);
+                        let start = end - m.range;
+                        let points: Vec<(i64, f64)> = s
+                            .samples
+                            .into_iter()
+                            .filter(|&(t, _)| t > start && t <= end)
+                            .collect();
+                        (!points.is_empty()).then_some(Series {
+                            labels: s.labels,
+                            points,
+                        })
+                    })
+                    .collect();
+                out.sort_by(|a, b| strata_common::labels::compare(&a.labels, &b.labels));
+                Value::Matrix(out)
+            }
+        };
+        Ok(QueryOutput {
+            value,
+            warnings,
+            infos,
+        })
+    }
+
+    /// Evaluates `query` at `start_ms + k * step_ms` for every such time up to `end_ms`.
+    pub async fn range(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryOutput, QueryError> {
+        if step_ms <= 0 {
+            return Err(QueryError::exec(
+                "zero or negative query resolution step widths are not accepted",
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(QueryError::exec(
+                "end timestamp must not be before start time",
+            ));
+        }
+        let expr = parse(query)?;
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                return Err(QueryError::exec(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    type_name(other)
+                )));
+            }
+        }
+        let grid = Grid {
+            start: start_ms,
+            end: end_ms,
+            step: step_ms,
+        };
+        let (val, warnings, infos) = self.run(q, &expr, grid).await?;
+        let mut series: Vec<Series> = match val {
+            Val::Scalar(values) => vec![Series {
+                labels: Vec::new(),
+                points: values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (grid.t(i), v))
+                    .collect(),
+            }],
+            Val::Vector(series) => series
+                .into_iter()
+                .filter(|s| !s.points.is_empty())
+                .map(|s| Series {
+                    labels: s.labels,
+                    points: s.points.iter().map(|&(i, v)| (grid.t(i), v)).collect(),
+                })
+                .collect(),
+            Val::Str(_) | Val::Matrix(_) => {
+                return Err(QueryError::exec(
+                    "range query must return a scalar or a vector",
+                ));
+            }
+        };
+        series.sort_by(|a, b| strata_common::labels::compare(&a.labels, &b.labels));
+        Ok(QueryOutput {
+            value: Value::Matrix(series),
+            warnings,
+            infos,
+        })
+    }
+
+    async fn run(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        grid: Grid,
+    ) -> Result<(Val, Vec<String>, Vec<String>), QueryError> {
+        let started = Instant::now();
+        let deadline = started + self.options.timeout;
+        let mut plans = Vec::new();
+        plan(expr, grid.start, grid.end, &grid, &self.options, &mut plans)?;
+        let mut fetched: Fetched = HashMap::new();
+        let mut loaded = 0usize;
+        for p in plans {
+            let fetch = q.select(&p.matchers, p.mint, p.maxt);
+            let series = match tokio::time::timeout_at(deadline.into(), fetch).await {
+                Ok(result) => result?,
+                Err(_) => return Err(QueryError::Timeout),
+            };
+            loaded += series.iter().map(|s| s.floats.len()).sum::<usize>();
+            if loaded > self.options.max_samples {
+                return Err(QueryError::exec(
+                    "query processing would load too many samples into memory in query execution",
+                ));
+            }
+            fetched.insert(p.key, series);
+        }
+        let mut evaluator = Evaluator::new(&fetched, &self.options, grid, deadline);
+        let val = evaluator.eval(expr, &grid)?;
+        let (warnings, infos) = evaluator.annotations();
+        Ok((val, warnings, infos))
+    }
+}
+
+fn type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Scalar => "scalar",
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+        ValueType::String => "string",
+    }
+}
+
+/// Parses a query, mapping the parser's errors to Prometheus' shape.
+pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
+    let expr = parser::parse(query).map_err(QueryError::parse)?;
+    check(&expr)?;
+    Ok(expr)
+}
+
+/// Checks the parser leaves to the engine.
+fn check(expr: &Expr) -> Result<(), QueryError> {
+    match expr {
+        Expr::Call(call) => {
+            if call.func.experimental || EXPERIMENTAL.contains(&call.func.name) {
+                return Err(QueryError::parse(format!(
+                    "function \"{}\" is not enabled",
+                    call.func.name
+                )));
+            }
+            for arg in &call.args.args {
+                check(arg)?;
+            }
+            Ok(())
+        }
+        Expr::Aggregate(agg) => {
+            let name = agg.op.to_string();
+            if name == "limitk" || name == "limit_ratio" {
+                return Err(QueryError::parse(format!(
+                    "limit and limit_ratio are experimental: {name} is not enabled"
+                )));
+            }
+            if let Some(p) = &agg.param {
+                check(p)?;
+            }
+            check(&agg.expr)
+        }
+        Expr::Unary(u) => check(&u.expr),
+        Expr::Binary(b) => {
+            check(&b.lhs)?;
+            check(&b.rhs)
+        }
+        Expr::Paren(p) => check(&p.expr),
+        Expr::Subquery(s) => check(&s.expr),
+        Expr::Extension(_) => Err(QueryError::parse("unsupported expression")),
+        _ => Ok(()),
+    }
+}
+
+/// Functions Prometheus 3.5 only offers behind `--enable-feature=promql-experimental-functions`.
+const EXPERIMENTAL: &[&str] = &[
+    "double_exponential_smoothing",
+    "first_over_time",
+    "info",
+    "mad_over_time",
+    "sort_by_label",
+    "sort_by_label_desc",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
+    "histogram_quantiles",
+    "integral",
+    "max_of",
+    "min_of",
+    "start_timestamp",
+];
+
+/// One selector's fetch.
+struct FetchPlan {
+    key: usize,
+    matchers: Vec<strata_common::Matcher>,
+    mint: i64,
+    maxt: i64,
+}
+
+/// Walks the AST and records, for every selector, the time range it reads.
+fn plan(
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    query: &Grid,
+    options: &EngineOptions,
+    out: &mut Vec<FetchPlan>,
+) -> Result<(), QueryError> {
+    let window = |at: &Option<AtModifier>, offset: &Option<Offset>| -> (i64, i64) {
+        let off = offset_ms(offset);
+        match at_millis(at, query) {
+            Some(at) => (at - off, at - off),
+            None => (start - off, end - off),
+        }
+    };
+    match expr {
+        Expr::VectorSelector(vs) => {
+            let (lo, hi) = window(&vs.at, &vs.offset);
+            out.push(FetchPlan {
+                key: vs as *const _ as usize,
+                matchers: crate::eval::matchers(vs)?,
+                mint: lo.saturating_sub(options.lookback_delta_ms) + 1,
+                maxt: hi,
+            });
+        }
+        Expr::MatrixSelector(ms) => {
+            let (lo, hi) = window(&ms.vs.at, &ms.vs.offset);
+            out.push(FetchPlan {
+                key: &ms.vs as *const _ as usize,
+                matchers: crate::eval::matchers(&ms.vs)?,
+                mint: lo.saturating_sub(duration_ms(&ms.range)) + 1,
+                maxt: hi,
+            });
+        }
+        Expr::Subquery(sq) => {
+            let (lo, hi) = window(&sq.at, &sq.offset);
+            let step = sq
+                .step
+                .as_ref()
+                .map_or(options.default_subquery_step_ms, duration_ms);
+            plan(
+                &sq.expr,
+                lo - duration_ms(&sq.range) - step,
+                hi,
+                query,
+                options,
+                out,
+            )?;
+        }
+        Expr::Aggregate(agg) => {
+            if let Some(p) = &agg.param {
+                plan(p, start, end, query, options, out)?;
+            }
+            plan(&agg.expr, start, end, query, options, out)?;
+        }
+        Expr::Unary(u) => plan(&u.expr, start, end, query, options, out)?,
+        Expr::Binary(b) => {
+            plan(&b.lhs, start, end, query, options, out)?;
+            plan(&b.rhs, start, end, query, options, out)?;
+        }
+        Expr::Paren(p) => plan(&p.expr, start, end, query, options, out)?,
+        Expr::Call(call) => {
+            for arg in &call.args.args {
+                plan(arg, start, end, query, options, out)?;
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+    Ok(())
+}

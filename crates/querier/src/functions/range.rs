@@ -1,0 +1,303 @@
+//! Functions over range vectors: `rate` and friends, `*_over_time`.
+
+use promql_parser::parser::Expr;
+use strata_common::labels::{self, METRIC_NAME};
+
+use crate::QueryError;
+use crate::aggregate::{format_float, kahan_inc, quantile};
+use crate::eval::{Evaluator, Grid, MatrixVal, VSeries, Val, drop_name, merge_duplicates};
+
+pub(crate) fn call(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    grid: &Grid,
+) -> Result<Val, QueryError> {
+    let (matrix_arg, extra) = match name {
+        "quantile_over_time" => (1, args.first()),
+        "predict_linear" => (0, args.get(1)),
+        _ => (0, None),
+    };
+    let scalar = match extra {
+        Some(e) => Some(ev.eval_scalar(e, grid)?),
+        None => None,
+    };
+    let Some(m_expr) = args.get(matrix_arg) else {
+        return Err(QueryError::exec(format!(
+            "missing range argument of {name}"
+        )));
+    };
+    let m = ev.eval_matrix(m_expr, grid)?;
+    let param = |i: usize| scalar.as_ref().map_or(f64::NAN, |s| s[i]);
+    if name == "quantile_over_time"
+        && let Some(qs) = &scalar
+    {
+        for &q in qs {
+            if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                ev.warn(format!(
+                    "quantile value should be between 0 and 1, got {}",
+                    format_float(q)
+                ));
+                break;
+            }
+        }
+    }
+    let keep_name = name == "last_over_time";
+    let f: Box<dyn Fn(&[(i64, f64)], usize, &MatrixVal) -> Option<f64>> = match name {
+        "rate" => Box::new(|w, i, m| extrapolated_rate(w, m, i, true, true)),
+        "increase" => Box::new(|w, i, m| extrapolated_rate(w, m, i, true, false)),
+        "delta" => Box::new(|w, i, m| extrapolated_rate(w, m, i, false, false)),
+        "irate" => Box::new(|w, _, _| instant_delta(w, true)),
+        "idelta" => Box::new(|w, _, _| instant_delta(w, false)),
+        "deriv" => Box::new(|w, _, _| (w.len() >= 2).then(|| linear_regression(w, w[0].0).0)),
+        "predict_linear" => Box::new(|w, i, m| {
+            if w.len() < 2 {
+                return None;
+            }
+            let (slope, intercept) = linear_regression(w, m.eval_ts[i]);
+            Some(slope * param(i) + intercept)
+        }),
+        "changes" => Box::new(|w, _, _| {
+            nonempty(w)?;
+            let mut changes = 0.0;
+            for pair in w.windows(2) {
+                let (prev, cur) = (pair[0].1, pair[1].1);
+                if cur != prev && !(cur.is_nan() && prev.is_nan()) {
+                    changes += 1.0;
+                }
+            }
+            Some(changes)
+        }),
+        "resets" => Box::new(|w, _, _| {
+            nonempty(w)?;
+            Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64)
+        }),
+        "avg_over_time" => Box::new(|w, _, _| {
+            nonempty(w)?;
+            Some(avg(w.iter().map(|p| p.1)))
+        }),
+        "sum_over_time" => Box::new(|w, _, _| {
+            nonempty(w)?;
+            let (mut sum, mut c) = (0.0, 0.0);
+            for p in w {
+                (sum, c) = kahan_inc(p.1, sum, c);
+            }
+            Some(if sum.is_infinite() { sum } else { sum + c })
+        }),
+        "count_over_time" => Box::new(|w, _, _| nonempty(w).map(|_| w.len() as f64)),
+        "min_over_time" => Box::new(|w, _, _| {
+            let mut acc = nonempty(w)?[0].1;
+            for p in w {
+                if p.1 < acc || acc.is_nan() {
+                    acc = p.1;
+                }
+            }
+            Some(acc)
+        }),
+        "max_over_time" => Box::new(|w, _, _| {
+            let mut acc = nonempty(w)?[0].1;
+            for p in w {
+                if p.1 > acc || acc.is_nan() {
+                    acc = p.1;
+                }
+            }
+            Some(acc)
+        }),
+        "last_over_time" => Box::new(|w, _, _| w.last().map(|p| p.1)),
+        "present_over_time" => Box::new(|w, _, _| nonempty(w).map(|_| 1.0)),
+        "stddev_over_time" => Box::new(|w, _, _| nonempty(w).map(|_| variance(w).sqrt())),
+        "stdvar_over_time" => Box::new(|w, _, _| nonempty(w).map(|_| variance(w))),
+        "quantile_over_time" => Box::new(|w, i, _| {
+            nonempty(w)?;
+            let mut values: Vec<f64> = w.iter().map(|p| p.1).collect();
+            Some(quantile(param(i), &mut values))
+        }),
+        other => {
+            return Err(QueryError::exec(format!(
+                "function {other} is not supported"
+            )));
+        }
+    };
+    let n = grid.len();
+    let counter_check = name == "rate" || name == "increase";
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        let mut points = Vec::new();
+        for i in 0..n {
+            let w = m.window(&s.samples, i);
+            if let Some(v) = f(w, i, &m) {
+                points.push((i, v));
+            }
+        }
+        if points.is_empty() {
+            continue;
+        }
+        if counter_check {
+            let metric = labels::get(&s.labels, METRIC_NAME);
+            if !metric.is_empty()
+                && !["_total", "_sum", "_count", "_bucket"]
+                    .iter()
+                    .any(|suffix| metric.ends_with(suffix))
+            {
+                ev.info(format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
+                ));
+            }
+        }
+        let mut labels = s.labels.clone();
+        if !keep_name {
+            drop_name(&mut labels);
+        }
+        out.push(VSeries { labels, points });
+    }
+    Ok(Val::Vector(merge_duplicates(out)?))
+}
+
+fn nonempty(w: &[(i64, f64)]) -> Option<&[(i64, f64)]> {
+    (!w.is_empty()).then_some(w)
+}
+
+/// The mean, summing with compensation and falling back to an incremental
+/// mean when the sum would overflow (as Prometheus does).
+pub(crate) fn avg(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut mean, mut count, mut c) = (0.0, 0.0, 0.0, 0.0);
+    let mut incremental = false;
+    for v in values {
+        count += 1.0;
+        if !incremental {
+            let (new_sum, new_c) = kahan_inc(v, sum, c);
+            if count == 1.0 || !new_sum.is_infinite() {
+                sum = new_sum;
+                c = new_c;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(v / count, q * mean, q * c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
+}
+
+fn variance(w: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, v) in w {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, extrapolated
+/// towards the window's edges as Prometheus does.
+pub(crate) fn extrapolated_rate(
+    w: &[(i64, f64)],
+    m: &MatrixVal,
+    i: usize,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let range_end = m.refs[i];
+    let range_start = range_end - m.range;
+    let (first_t, first_v) = w[0];
+    let (last_t, last_v) = w[w.len() - 1];
+    let mut result = last_v - first_v;
+    if is_counter {
+        let mut prev = first_v;
+        for &(_, v) in &w[1..] {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+    }
+    let mut to_start = (first_t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let average_between = sampled / (w.len() - 1) as f64;
+    let threshold = average_between * 1.1;
+    if to_start >= threshold {
+        to_start = average_between / 2.0;
+    }
+    if is_counter && result > 0.0 && first_v >= 0.0 {
+        let to_zero = sampled * (first_v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = average_between / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= m.range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` / `idelta`: from the last two samples.
+fn instant_delta(w: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (prev_t, prev_v) = w[w.len() - 2];
+    let (last_t, last_v) = w[w.len() - 1];
+    let mut result = if is_rate && last_v < prev_v {
+        last_v
+    } else {
+        last_v - prev_v
+    };
+    if is_rate {
+        let interval = (last_t - prev_t) as f64 / 1000.0;
+        if interval == 0.0 {
+            return None;
+        }
+        result /= interval;
+    }
+    Some(result)
+}
+
+/// Least-squares slope and intercept, x in seconds relative to `intercept_t`.
+pub(crate) fn linear_regression(w: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+    let init_y = w[0].1;
+    let mut const_y = true;
+    for (i, &(t, v)) in w.iter().enumerate() {
+        if const_y && i > 0 && v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_t) as f64 / 1e3;
+        (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_inc(v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_inc(x * v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    sum_x += c_x;
+    sum_y += c_y;
+    sum_xy += c_xy;
+    sum_x2 += c_x2;
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
