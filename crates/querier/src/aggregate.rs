@@ -154,7 +154,9 @@ pub(crate) fn eval(
                     values: Vec::new(),
                 };
                 match op {
-                    T_STDDEV | T_STDVAR => acc.value = 0.0,
+                    T_STDDEV | T_STDVAR => {
+                        acc.value = if f.is_finite() { 0.0 } else { f64::NAN };
+                    }
                     T_QUANTILE => acc.values.push(f),
                     _ => {}
                 }

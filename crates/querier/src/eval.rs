@@ -61,7 +61,7 @@ pub(crate) struct MatrixVal {
     pub range: i64,
     /// Per step: the (inclusive) end of the window.
     pub refs: Vec<i64>,
-    /// Per step: the time the function is evaluated at (`@` applied, offset not).
+    /// Per step: the step's own time (what `predict_linear` extrapolates from).
     pub eval_ts: Vec<i64>,
 }
 
@@ -235,12 +235,13 @@ impl<'a> Evaluator<'a> {
                     .unwrap_or_default();
                 let off = offset_ms(&ms.vs.offset);
                 let at = at_millis(&ms.vs.at, &self.query);
-                let eval_ts: Vec<i64> = (0..grid.len()).map(|i| at.unwrap_or(grid.t(i))).collect();
                 Ok(Val::Matrix(MatrixVal {
                     series,
                     range: duration_ms(&ms.range),
-                    refs: eval_ts.iter().map(|t| t - off).collect(),
-                    eval_ts,
+                    refs: (0..grid.len())
+                        .map(|i| at.unwrap_or(grid.t(i)) - off)
+                        .collect(),
+                    eval_ts: (0..grid.len()).map(|i| grid.t(i)).collect(),
                 }))
             }
             Expr::Subquery(sq) => {
@@ -289,12 +290,13 @@ impl<'a> Evaluator<'a> {
                         ));
                     }
                 };
-                let eval_ts: Vec<i64> = (0..grid.len()).map(|i| at.unwrap_or(grid.t(i))).collect();
                 Ok(Val::Matrix(MatrixVal {
                     series,
                     range,
-                    refs: eval_ts.iter().map(|t| t - off).collect(),
-                    eval_ts,
+                    refs: (0..grid.len())
+                        .map(|i| at.unwrap_or(grid.t(i)) - off)
+                        .collect(),
+                    eval_ts: (0..grid.len()).map(|i| grid.t(i)).collect(),
                 }))
             }
             Expr::Binary(b) => crate::binary::eval(self, b, grid),
