@@ -180,16 +180,8 @@ pub(crate) fn eval(
                     let q = (acc.count - 1.0) / acc.count;
                     (acc.mean, acc.c) = kahan_inc(f / acc.count, q * acc.mean, q * acc.c);
                 }
-                T_MAX => {
-                    if acc.value < f || acc.value.is_nan() {
-                        acc.value = f;
-                    }
-                }
-                T_MIN => {
-                    if acc.value > f || acc.value.is_nan() {
-                        acc.value = f;
-                    }
-                }
+                T_MAX if acc.value < f || acc.value.is_nan() => acc.value = f,
+                T_MIN if acc.value > f || acc.value.is_nan() => acc.value = f,
                 T_STDDEV | T_STDVAR => {
                     let delta = f - acc.mean;
                     acc.mean += delta / acc.count;

@@ -436,7 +436,9 @@ fn histogram_quantile(
     let n = grid.len();
     // Group by all labels but `le`; the output drops `le` and the name.
     let mut index: HashMap<Vec<Label>, usize> = HashMap::new();
-    let mut groups: Vec<(Vec<Label>, Vec<(usize, f64)>)> = Vec::new();
+    // Per group: its labels and its members as (series index, upper bound).
+    type Group = (Vec<Label>, Vec<(usize, f64)>);
+    let mut groups: Vec<Group> = Vec::new();
     for (si, s) in series.iter().enumerate() {
         let le = labels::get(&s.labels, "le");
         let Some(upper) = parse_le(le) else {
@@ -466,7 +468,7 @@ fn histogram_quantile(
         let mut points = Vec::new();
         // Per step values of each member.
         let mut cursors = vec![0usize; members.len()];
-        for i in 0..n {
+        for (i, &q) in qs.iter().enumerate().take(n) {
             buckets.clear();
             for (mi, &(si, upper)) in members.iter().enumerate() {
                 let pts = &series[si].points;
@@ -482,7 +484,6 @@ fn histogram_quantile(
             if buckets.is_empty() {
                 continue;
             }
-            let q = qs[i];
             if (q.is_nan() || !(0.0..=1.0).contains(&q)) && !warned_q {
                 warned_q = true;
                 ev.warn(format!(
@@ -534,7 +535,7 @@ pub(crate) fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
 
 /// Quantile of classic buckets `(upper bound, cumulative count)`; also
 /// whether monotonicity had to be forced.
-pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
+pub(crate) fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }

@@ -17,6 +17,9 @@ mod functions;
 mod memory;
 mod value;
 
+#[cfg(test)]
+mod tests;
+
 pub use engine::{Engine, EngineOptions};
 pub use memory::MemoryQueryable;
 pub use value::{QueryOutput, Sample, Series, Value};

@@ -7,6 +7,9 @@ use crate::QueryError;
 use crate::aggregate::{format_float, kahan_inc, quantile};
 use crate::eval::{Evaluator, Grid, MatrixVal, VSeries, Val, drop_name, merge_duplicates};
 
+/// A function of one step's window: the samples, the step index, the range value.
+type WindowFn<'p> = dyn Fn(&[(i64, f64)], usize, &MatrixVal) -> Option<f64> + 'p;
+
 pub(crate) fn call(
     ev: &mut Evaluator<'_>,
     name: &str,
@@ -43,7 +46,7 @@ pub(crate) fn call(
         }
     }
     let keep_name = name == "last_over_time";
-    let f: Box<dyn Fn(&[(i64, f64)], usize, &MatrixVal) -> Option<f64>> = match name {
+    let f: Box<WindowFn<'_>> = match name {
         "rate" => Box::new(|w, i, m| extrapolated_rate(w, m, i, true, true)),
         "increase" => Box::new(|w, i, m| extrapolated_rate(w, m, i, true, false)),
         "delta" => Box::new(|w, i, m| extrapolated_rate(w, m, i, false, false)),

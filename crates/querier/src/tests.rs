@@ -1,0 +1,188 @@
+//! Unit tests for the tricky parts: rate extrapolation, left-open windows,
+//! staleness, and the API's shapes.
+
+use strata_common::ErrorClass;
+use strata_common::labels::label;
+use strata_proto::STALE_NAN_BITS;
+
+use crate::{Engine, EngineOptions, MemoryQueryable, QueryError, Value};
+
+fn store(series: &[(&str, &[(i64, f64)])]) -> MemoryQueryable {
+    let mut q = MemoryQueryable::new();
+    for (name, samples) in series {
+        q.add(vec![label("__name__", name)], samples);
+    }
+    q
+}
+
+async fn instant(q: &MemoryQueryable, query: &str, t: i64) -> Result<Value, QueryError> {
+    let engine = Engine::new(EngineOptions::default());
+    engine.instant(q, query, t).await.map(|o| o.value)
+}
+
+/// The single value of an instant vector (None when empty).
+async fn single(q: &MemoryQueryable, query: &str, t: i64) -> Option<f64> {
+    match instant(q, query, t).await.expect("query succeeds") {
+        Value::Vector(v) if v.is_empty() => None,
+        Value::Vector(v) => {
+            assert_eq!(v.len(), 1, "{query}: {v:?}");
+            Some(v[0].v)
+        }
+        Value::Scalar { v, .. } => Some(v),
+        other => panic!("{query}: unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rate_extrapolates_to_the_window_edges() {
+    // Window (10s, 40s] holds 20, 30, 40 at 15s, 25s, 35s: 20 over 20s,
+    // extrapolated by 5s on each side (below 1.1 × the 10s spacing).
+    let q = store(&[(
+        "c_total",
+        &[
+            (5_000, 10.0),
+            (15_000, 20.0),
+            (25_000, 30.0),
+            (35_000, 40.0),
+        ],
+    )]);
+    assert_eq!(
+        single(&q, "increase(c_total[30s])", 40_000).await,
+        Some(30.0)
+    );
+    assert_eq!(single(&q, "rate(c_total[30s])", 40_000).await, Some(1.0));
+    assert_eq!(single(&q, "delta(c_total[30s])", 40_000).await, Some(30.0));
+}
+
+#[tokio::test]
+async fn rate_counts_resets_and_stops_at_zero() {
+    // 20 → 5 is a reset: the increase is 15 (5 after the reset, 10 before), × 1.5.
+    let q = store(&[("c_total", &[(15_000, 20.0), (25_000, 5.0), (35_000, 15.0)])]);
+    assert_eq!(
+        single(&q, "increase(c_total[30s])", 40_000).await,
+        Some(22.5)
+    );
+    // A counter starting at 1 with slope 10/10s is extrapolated back only to its zero point (1s).
+    let q = store(&[("c_total", &[(15_000, 1.0), (25_000, 11.0), (35_000, 21.0)])]);
+    let v = single(&q, "increase(c_total[30s])", 40_000)
+        .await
+        .expect("value");
+    assert!((v - 20.0 * (20.0 + 1.0 + 5.0) / 20.0).abs() < 1e-9, "{v}");
+    // One sample is not enough.
+    let q = store(&[("c_total", &[(35_000, 21.0)])]);
+    assert_eq!(single(&q, "rate(c_total[30s])", 40_000).await, None);
+}
+
+#[tokio::test]
+async fn range_windows_and_lookback_are_left_open() {
+    let q = store(&[("x", &[(10_000, 1.0), (20_000, 2.0)])]);
+    // (10s, 20s] excludes the sample at 10s.
+    assert_eq!(
+        single(&q, "count_over_time(x[10s])", 20_000).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        single(&q, "count_over_time(x[10001ms])", 20_000).await,
+        Some(2.0)
+    );
+    // Lookback (t - 5m, t]: the sample at 20s is visible until just before 5m20s.
+    assert_eq!(single(&q, "x", 319_999).await, Some(2.0));
+    assert_eq!(single(&q, "x", 320_000).await, None);
+}
+
+#[tokio::test]
+async fn stale_markers_end_a_series() {
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let q = store(&[("x", &[(0, 1.0), (10_000, stale), (20_000, 3.0)])]);
+    assert_eq!(single(&q, "x", 5_000).await, Some(1.0));
+    assert_eq!(single(&q, "x", 10_000).await, None);
+    assert_eq!(single(&q, "x", 15_000).await, None);
+    assert_eq!(single(&q, "x", 20_000).await, Some(3.0));
+    // Range functions skip stale markers.
+    assert_eq!(
+        single(&q, "count_over_time(x[1m])", 20_000).await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn offset_and_at_move_the_window() {
+    let q = store(&[("x", &[(0, 0.0), (60_000, 1.0), (120_000, 2.0)])]);
+    assert_eq!(single(&q, "x offset 1m", 120_000).await, Some(1.0));
+    assert_eq!(single(&q, "x offset -1m", 60_000).await, Some(2.0));
+    assert_eq!(single(&q, "x @ 60", 120_000).await, Some(1.0));
+    assert_eq!(single(&q, "x @ 120 offset 2m", 0).await, Some(0.0));
+}
+
+#[tokio::test]
+async fn grafana_health_check_is_a_scalar() {
+    let q = MemoryQueryable::new();
+    let v = instant(&q, "1+1", 4_000).await.expect("query succeeds");
+    assert_eq!(v, Value::Scalar { t: 4_000, v: 2.0 });
+}
+
+#[tokio::test]
+async fn range_queries_evaluate_every_step() {
+    let q = store(&[("x", &[(0, 1.0), (30_000, 2.0), (60_000, 3.0)])]);
+    let engine = Engine::new(EngineOptions::default());
+    let out = engine
+        .range(&q, "x * 2", 0, 60_000, 15_000)
+        .await
+        .expect("query succeeds");
+    let Value::Matrix(series) = out.value else {
+        panic!("not a matrix");
+    };
+    assert_eq!(series.len(), 1);
+    assert!(series[0].labels.is_empty(), "the metric name is dropped");
+    let expected: Vec<(i64, f64)> = vec![
+        (0, 2.0),
+        (15_000, 2.0),
+        (30_000, 4.0),
+        (45_000, 4.0),
+        (60_000, 6.0),
+    ];
+    assert_eq!(series[0].points, expected);
+}
+
+#[tokio::test]
+async fn errors_are_classified() {
+    let q = MemoryQueryable::new();
+    let err = instant(&q, "sum(", 0).await.expect_err("bad query");
+    assert_eq!(err.class(), ErrorClass::BadData);
+    assert!(err.to_string().starts_with("parse error: "), "{err}");
+
+    let mut q = MemoryQueryable::new();
+    q.add(vec![label("__name__", "a"), label("x", "1")], &[(0, 1.0)]);
+    q.add(
+        vec![label("__name__", "b"), label("x", "1"), label("y", "1")],
+        &[(0, 1.0)],
+    );
+    q.add(
+        vec![label("__name__", "b"), label("x", "1"), label("y", "2")],
+        &[(0, 1.0)],
+    );
+    let err = instant(&q, "a + on(x) b", 0)
+        .await
+        .expect_err("many-to-many");
+    assert_eq!(err.class(), ErrorClass::Unprocessable);
+    assert!(
+        err.to_string()
+            .contains("many-to-many matching not allowed"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sample_limit_is_enforced() {
+    let samples: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
+    let q = store(&[("x", &samples)]);
+    let engine = Engine::new(EngineOptions {
+        max_samples: 10,
+        ..EngineOptions::default()
+    });
+    let err = engine
+        .instant(&q, "sum_over_time(x[1m])", 99_000)
+        .await
+        .expect_err("too many samples");
+    assert_eq!(err.class(), ErrorClass::Unprocessable);
+}
