@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "strata/store.proto",
         "strata/wal.proto",
         "strata/ingest.proto",
+        "strata/query.proto",
     ];
     println!("cargo:rerun-if-changed=schemas");
     let descriptors = protox::compile(files, includes)?;

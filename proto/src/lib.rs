@@ -4,6 +4,7 @@
 //!   numbers identical to Prometheus v3.5.
 //! - [`store`]: Strata's internal store-node gRPC service.
 //! - [`ingest`]: a lenient decoding of remote write 1.0 (labels as bytes).
+//! - [`query`]: the querier's PromQL service.
 //! - [`wal`]: the store node's write-ahead-log records.
 
 #![allow(missing_debug_implementations, clippy::all)]
@@ -24,6 +25,11 @@ pub mod strata {
             tonic::include_proto!("strata.ingest.v1");
         }
     }
+    pub mod query {
+        pub mod v1 {
+            tonic::include_proto!("strata.query.v1");
+        }
+    }
     pub mod wal {
         pub mod v1 {
             tonic::include_proto!("strata.wal.v1");
@@ -32,6 +38,7 @@ pub mod strata {
 }
 
 pub use strata::ingest::v1 as ingest;
+pub use strata::query::v1 as query;
 pub use strata::store::v1 as store;
 pub use strata::wal::v1 as wal;
 

@@ -3,13 +3,14 @@
 //! Prometheus XOR chunk encoding (a wire format: remote read ships it).
 
 pub mod chunk;
+pub mod duration;
 pub mod error;
 pub mod labels;
 pub mod matcher;
-pub mod store_api;
+pub mod service;
 pub mod tenant;
 
 pub use error::ErrorClass;
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use store_api::{GrpcStoreClient, StoreApi, StoreError};
+pub use service::{GrpcQueryClient, GrpcStoreClient, QueryApi, ServiceError, StoreApi};
 pub use tenant::TenantId;

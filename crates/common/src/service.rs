@@ -1,9 +1,12 @@
-//! The store service as a trait. The frontend and queriers talk to store
-//! nodes only through it: over gRPC ([`GrpcStoreClient`]) in a cluster, or
-//! to the engine in the same process in `--target all`.
+//! The internal services as traits: the store ([`StoreApi`]) and the
+//! querier ([`QueryApi`]). Roles talk to each other only through them: over
+//! gRPC ([`GrpcStoreClient`], [`GrpcQueryClient`]) in a cluster, or to the
+//! implementation in the same process in `--target all`.
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use strata_proto::query::querier_client::QuerierClient;
+use strata_proto::query::{QueryRequest, QueryResponse};
 use strata_proto::store::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
     MetadataRequest, MetadataResponse, SelectRequest, SelectedSeries, SeriesRequest,
@@ -12,42 +15,42 @@ use strata_proto::store::{
 
 use crate::error::ErrorClass;
 
-/// A failed store call, carrying its class so every edge maps it the same way.
+/// A failed service call, carrying its class so every edge maps it the same way.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
-pub struct StoreError {
+pub struct ServiceError {
     pub class: ErrorClass,
     pub message: String,
 }
 
-impl StoreError {
+impl ServiceError {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        StoreError {
+        ServiceError {
             class,
             message: message.into(),
         }
     }
 
     pub fn bad_data(message: impl Into<String>) -> Self {
-        StoreError::new(ErrorClass::BadData, message)
+        ServiceError::new(ErrorClass::BadData, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        StoreError::new(ErrorClass::Internal, message)
+        ServiceError::new(ErrorClass::Internal, message)
     }
 }
 
-impl From<tonic::Status> for StoreError {
+impl From<tonic::Status> for ServiceError {
     fn from(status: tonic::Status) -> Self {
-        StoreError::new(
+        ServiceError::new(
             ErrorClass::from_grpc_code(status.code()),
             status.message().to_owned(),
         )
     }
 }
 
-impl From<StoreError> for tonic::Status {
-    fn from(error: StoreError) -> Self {
+impl From<ServiceError> for tonic::Status {
+    fn from(error: ServiceError) -> Self {
         tonic::Status::new(error.class.grpc_code(), error.message)
     }
 }
@@ -56,19 +59,19 @@ impl From<StoreError> for tonic::Status {
 #[async_trait]
 pub trait StoreApi: Send + Sync + 'static {
     /// Appends samples; returns once they are durable in the WAL.
-    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, StoreError>;
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, ServiceError>;
     /// Series matching all matchers with their data in the range, sorted by labels.
-    async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, StoreError>;
-    async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, StoreError>;
+    async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, ServiceError>;
+    async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, ServiceError>;
     async fn label_names(
         &self,
         request: LabelNamesRequest,
-    ) -> Result<LabelNamesResponse, StoreError>;
+    ) -> Result<LabelNamesResponse, ServiceError>;
     async fn label_values(
         &self,
         request: LabelValuesRequest,
-    ) -> Result<LabelValuesResponse, StoreError>;
-    async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, StoreError>;
+    ) -> Result<LabelValuesResponse, ServiceError>;
+    async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, ServiceError>;
 }
 
 /// [`StoreApi`] over gRPC to a remote store node.
@@ -79,9 +82,11 @@ pub struct GrpcStoreClient {
 
 impl GrpcStoreClient {
     /// Connects lazily: the first call dials `endpoint` (e.g. `http://10.0.0.1:9095`).
-    pub fn connect_lazy(endpoint: &str) -> Result<Self, StoreError> {
+    pub fn connect_lazy(endpoint: &str) -> Result<Self, ServiceError> {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| StoreError::bad_data(format!("invalid store address {endpoint:?}: {e}")))?
+            .map_err(|e| {
+                ServiceError::bad_data(format!("invalid store address {endpoint:?}: {e}"))
+            })?
             .connect_lazy();
         Ok(GrpcStoreClient {
             client: StoreClient::new(channel)
@@ -93,11 +98,11 @@ impl GrpcStoreClient {
 
 #[async_trait]
 impl StoreApi for GrpcStoreClient {
-    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, StoreError> {
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, ServiceError> {
         Ok(self.client.clone().write(request).await?.into_inner())
     }
 
-    async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, StoreError> {
+    async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, ServiceError> {
         let mut stream = self.client.clone().select(request).await?.into_inner();
         let mut series = Vec::new();
         while let Some(batch) = stream.next().await {
@@ -106,21 +111,21 @@ impl StoreApi for GrpcStoreClient {
         Ok(series)
     }
 
-    async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, StoreError> {
+    async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, ServiceError> {
         Ok(self.client.clone().series(request).await?.into_inner())
     }
 
     async fn label_names(
         &self,
         request: LabelNamesRequest,
-    ) -> Result<LabelNamesResponse, StoreError> {
+    ) -> Result<LabelNamesResponse, ServiceError> {
         Ok(self.client.clone().label_names(request).await?.into_inner())
     }
 
     async fn label_values(
         &self,
         request: LabelValuesRequest,
-    ) -> Result<LabelValuesResponse, StoreError> {
+    ) -> Result<LabelValuesResponse, ServiceError> {
         Ok(self
             .client
             .clone()
@@ -129,7 +134,43 @@ impl StoreApi for GrpcStoreClient {
             .into_inner())
     }
 
-    async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, StoreError> {
+    async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, ServiceError> {
         Ok(self.client.clone().metadata(request).await?.into_inner())
+    }
+}
+
+/// What a querier offers: PromQL evaluation for a tenant.
+#[async_trait]
+pub trait QueryApi: Send + Sync + 'static {
+    /// Evaluates an instant (`step_ms == 0`) or range query.
+    async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ServiceError>;
+}
+
+/// [`QueryApi`] over gRPC to a remote querier.
+#[derive(Debug, Clone)]
+pub struct GrpcQueryClient {
+    client: QuerierClient<tonic::transport::Channel>,
+}
+
+impl GrpcQueryClient {
+    /// Connects lazily: the first call dials `endpoint`.
+    pub fn connect_lazy(endpoint: &str) -> Result<Self, ServiceError> {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| {
+                ServiceError::bad_data(format!("invalid querier address {endpoint:?}: {e}"))
+            })?
+            .connect_lazy();
+        Ok(GrpcQueryClient {
+            client: QuerierClient::new(channel)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+        })
+    }
+}
+
+#[async_trait]
+impl QueryApi for GrpcQueryClient {
+    async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ServiceError> {
+        Ok(self.client.clone().query(request).await?.into_inner())
     }
 }

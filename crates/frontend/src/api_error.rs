@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use strata_common::{ErrorClass, StoreError};
+use strata_common::{ErrorClass, ServiceError};
 
 /// An API failure with its class and a message for the client.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,8 +46,8 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
         ApiError::new(error.class, error.message)
     }
 }

@@ -9,6 +9,7 @@
 mod api_error;
 mod metrics;
 mod params;
+mod query_api;
 mod read_api;
 mod remote_read;
 mod remote_write;
@@ -26,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use strata_common::{StoreApi, TenantId};
+use strata_common::{QueryApi, StoreApi, TenantId};
 
 pub use api_error::ApiError;
 pub use metrics::FrontendMetrics;
@@ -83,6 +84,7 @@ pub struct Frontend {
 struct Inner {
     config: FrontendConfig,
     store: Arc<dyn StoreApi>,
+    querier: Option<Arc<dyn QueryApi>>,
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
     metrics: FrontendMetrics,
 }
@@ -96,11 +98,12 @@ impl std::fmt::Debug for Frontend {
 }
 
 impl Frontend {
-    /// A frontend over `store`; `ready` tells `/-/ready` whether storage
-    /// finished starting (WAL replay).
+    /// A frontend over `store` and, for PromQL, `querier`; `ready` tells
+    /// `/-/ready` whether storage finished starting (WAL replay).
     pub fn new(
         config: FrontendConfig,
         store: Arc<dyn StoreApi>,
+        querier: Option<Arc<dyn QueryApi>>,
         ready: Arc<dyn Fn() -> bool + Send + Sync>,
         registry: &mut Registry,
     ) -> Self {
@@ -108,6 +111,7 @@ impl Frontend {
             inner: Arc::new(Inner {
                 config,
                 store,
+                querier,
                 ready,
                 metrics: FrontendMetrics::new(registry),
             }),
@@ -120,6 +124,10 @@ impl Frontend {
 
     pub(crate) fn store(&self) -> &dyn StoreApi {
         self.inner.store.as_ref()
+    }
+
+    pub(crate) fn querier(&self) -> Option<&dyn QueryApi> {
+        self.inner.querier.as_deref()
     }
 
     pub(crate) fn metrics(&self) -> &FrontendMetrics {
@@ -136,6 +144,8 @@ impl Frontend {
             .route("/api/v1/push", post(remote_write))
             .route("/api/v1/write", post(remote_write))
             .route("/api/v1/read", post(remote_read))
+            .route("/api/v1/query", get(instant_query).post(instant_query))
+            .route("/api/v1/query_range", get(range_query).post(range_query))
             .route("/api/v1/series", get(series).post(series))
             .route("/api/v1/labels", get(labels).post(labels))
             .route("/api/v1/label/{name}/values", get(label_values))
@@ -189,6 +199,34 @@ async fn series(
     body: Body,
 ) -> Response {
     let result = async { fe.series(&headers, &params(q, &headers, body).await?).await }.await;
+    respond(result)
+}
+
+async fn instant_query(
+    State(fe): State<Frontend>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        fe.instant_query(&headers, &params(q, &headers, body).await?)
+            .await
+    }
+    .await;
+    respond(result)
+}
+
+async fn range_query(
+    State(fe): State<Frontend>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        fe.range_query(&headers, &params(q, &headers, body).await?)
+            .await
+    }
+    .await;
     respond(result)
 }
 

@@ -206,25 +206,30 @@ impl Frontend {
         params: &Params,
     ) -> Result<Response, ApiError> {
         let tenant = self.tenant(headers)?;
-        let parse_limit = |name: &str| -> Result<u64, ApiError> {
-            match params.get(name) {
-                None => Ok(0),
-                Some(text) => {
-                    let value: i64 = text
-                        .parse()
-                        .map_err(|_| ApiError::bad_data(format!("{name} must be a number")))?;
-                    // Prometheus treats a negative limit as "no limit".
-                    Ok(u64::try_from(value).unwrap_or(0))
-                }
-            }
+        let parse_limit = |name: &str| -> Result<Option<i64>, ApiError> {
+            params
+                .get(name)
+                .map(|text| {
+                    text.parse::<i64>()
+                        .map_err(|_| ApiError::bad_data(format!("{name} must be a number")))
+                })
+                .transpose()
         };
+        // As in Prometheus: a negative `limit` means no limit and 0 means no
+        // families at all; `limit_per_metric` limits only when positive.
+        let limit = parse_limit("limit")?;
+        if limit == Some(0) {
+            return Ok(success(Value::Object(Map::new()), Vec::new()));
+        }
+        let as_store_limit =
+            |limit: Option<i64>| limit.map_or(0, |n| u64::try_from(n).unwrap_or(0));
         let response = self
             .store()
             .metadata(MetadataRequest {
                 tenant: tenant.to_string(),
                 metric: params.get("metric").unwrap_or("").to_owned(),
-                limit: parse_limit("limit")?,
-                limit_per_metric: parse_limit("limit_per_metric")?,
+                limit: as_store_limit(limit),
+                limit_per_metric: as_store_limit(parse_limit("limit_per_metric")?),
             })
             .await?;
         let data: Map<String, Value> = response

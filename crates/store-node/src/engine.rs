@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use strata_common::{ErrorClass, Matcher, StoreApi, StoreError, TenantId};
+use strata_common::{ErrorClass, Matcher, StoreApi, ServiceError, TenantId};
 use strata_proto::prometheus::{LabelMatcher, Labels};
 use strata_proto::store::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, MatcherSet,
@@ -172,43 +172,43 @@ impl Engine {
     }
 
     /// The tenant's database, created on first use.
-    fn tenant_for_write(&self, tenant: &str) -> Result<Arc<TenantDb>, StoreError> {
+    fn tenant_for_write(&self, tenant: &str) -> Result<Arc<TenantDb>, ServiceError> {
         if let Some(db) = self.tenants.read().get(tenant) {
             return Ok(db.clone());
         }
-        TenantId::new(tenant).map_err(|e| StoreError::bad_data(e.to_string()))?;
+        TenantId::new(tenant).map_err(|e| ServiceError::bad_data(e.to_string()))?;
         let _opening = self.opening.lock();
         if let Some(db) = self.tenants.read().get(tenant) {
             return Ok(db.clone());
         }
         self.open_tenant(tenant)
-            .map_err(|e| StoreError::new(ErrorClass::Unavailable, error_chain(&e)))
+            .map_err(|e| ServiceError::new(ErrorClass::Unavailable, error_chain(&e)))
     }
 
     /// The tenant's database if it has any data; reads wait for replay.
-    fn tenant_for_read(&self, tenant: &str) -> Result<Option<Arc<TenantDb>>, StoreError> {
+    fn tenant_for_read(&self, tenant: &str) -> Result<Option<Arc<TenantDb>>, ServiceError> {
         self.check_ready()?;
         Ok(self.tenants.read().get(tenant).cloned())
     }
 
-    fn check_ready(&self) -> Result<(), StoreError> {
+    fn check_ready(&self) -> Result<(), ServiceError> {
         if self.is_ready() {
             Ok(())
         } else {
-            Err(StoreError::new(
+            Err(ServiceError::new(
                 ErrorClass::Unavailable,
                 "store is replaying its write-ahead log",
             ))
         }
     }
 
-    fn write_blocking(&self, request: WriteRequest) -> Result<WriteResponse, StoreError> {
+    fn write_blocking(&self, request: WriteRequest) -> Result<WriteResponse, ServiceError> {
         self.check_ready()?;
         let db = self.tenant_for_write(&request.tenant)?;
         let started = Instant::now();
         let outcome = db
             .write(&request.timeseries, &request.metadata)
-            .map_err(|e| StoreError::new(ErrorClass::Unavailable, error_chain(&e)))?;
+            .map_err(|e| ServiceError::new(ErrorClass::Unavailable, error_chain(&e)))?;
         self.metrics.observe_write(&outcome, started.elapsed());
         Ok(outcome.response)
     }
@@ -226,13 +226,13 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn matchers(wire: &[LabelMatcher]) -> Result<Vec<Matcher>, StoreError> {
+fn matchers(wire: &[LabelMatcher]) -> Result<Vec<Matcher>, ServiceError> {
     wire.iter()
-        .map(|m| Matcher::from_proto(m).map_err(|e| StoreError::bad_data(e.to_string())))
+        .map(|m| Matcher::from_proto(m).map_err(|e| ServiceError::bad_data(e.to_string())))
         .collect()
 }
 
-fn matcher_sets(sets: &[MatcherSet]) -> Result<Vec<Vec<Matcher>>, StoreError> {
+fn matcher_sets(sets: &[MatcherSet]) -> Result<Vec<Vec<Matcher>>, ServiceError> {
     sets.iter().map(|s| matchers(&s.matchers)).collect()
 }
 
@@ -248,11 +248,11 @@ fn truncate<T>(items: &mut Vec<T>, limit: u64) -> bool {
 
 /// Runs blocking engine work off the async runtime.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StoreError::internal(format!("store task failed: {e}")))?
+        .map_err(|e| ServiceError::internal(format!("store task failed: {e}")))?
 }
 
 /// The engine as a [`StoreApi`], for in-process callers and the gRPC service.
@@ -277,12 +277,12 @@ impl std::ops::Deref for LocalStore {
 
 #[async_trait]
 impl StoreApi for LocalStore {
-    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, StoreError> {
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, ServiceError> {
         let engine = self.engine.clone();
         blocking(move || engine.write_blocking(request)).await
     }
 
-    async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, StoreError> {
+    async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, ServiceError> {
         let matchers = matchers(&request.matchers)?;
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(Vec::new());
@@ -295,7 +295,7 @@ impl StoreApi for LocalStore {
         .await
     }
 
-    async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, StoreError> {
+    async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, ServiceError> {
         let sets = matcher_sets(&request.matcher_sets)?;
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(SeriesResponse::default());
@@ -314,7 +314,7 @@ impl StoreApi for LocalStore {
     async fn label_names(
         &self,
         request: LabelNamesRequest,
-    ) -> Result<LabelNamesResponse, StoreError> {
+    ) -> Result<LabelNamesResponse, ServiceError> {
         let sets = matcher_sets(&request.matcher_sets)?;
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(LabelNamesResponse::default());
@@ -329,7 +329,7 @@ impl StoreApi for LocalStore {
     async fn label_values(
         &self,
         request: LabelValuesRequest,
-    ) -> Result<LabelValuesResponse, StoreError> {
+    ) -> Result<LabelValuesResponse, ServiceError> {
         let sets = matcher_sets(&request.matcher_sets)?;
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(LabelValuesResponse::default());
@@ -341,7 +341,7 @@ impl StoreApi for LocalStore {
         Ok(LabelValuesResponse { values, truncated })
     }
 
-    async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, StoreError> {
+    async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, ServiceError> {
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(MetadataResponse::default());
         };

@@ -99,6 +99,18 @@ pub struct Cli {
     #[arg(long = "remote-read.sample-limit", value_name = "N")]
     pub sample_limit: Option<u64>,
 
+    /// Lookback of instant selectors, a duration [default: 5m].
+    #[arg(long = "querier.lookback-delta", value_name = "DURATION")]
+    pub lookback_delta: Option<String>,
+
+    /// Longest a query may run, a duration [default: 2m].
+    #[arg(long = "querier.timeout", value_name = "DURATION")]
+    pub query_timeout: Option<String>,
+
+    /// Most samples one query may load [default: 50000000].
+    #[arg(long = "querier.max-samples", value_name = "N")]
+    pub max_samples: Option<usize>,
+
     /// Store node a `--target frontend` process uses [default: http://127.0.0.1:9095].
     #[arg(long = "frontend.store-address", value_name = "URL")]
     pub store_address: Option<String>,
@@ -159,6 +171,9 @@ impl Cli {
             &self.max_bytes_in_frame,
         );
         set(&mut c.remote_read.sample_limit, &self.sample_limit);
+        set(&mut c.querier.lookback_delta, &self.lookback_delta);
+        set(&mut c.querier.timeout, &self.query_timeout);
+        set(&mut c.querier.max_samples, &self.max_samples);
         set(&mut c.frontend.store_address, &self.store_address);
     }
 }

@@ -119,6 +119,29 @@ impl Default for WalConfig {
     }
 }
 
+/// PromQL evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerierConfig {
+    /// How far back an instant selector looks for a sample; a request's
+    /// `lookback_delta` parameter overrides it.
+    pub lookback_delta: String,
+    /// Longest a query may run; a request's `timeout` can only shorten it.
+    pub timeout: String,
+    /// Most samples one query may load.
+    pub max_samples: usize,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        QuerierConfig {
+            lookback_delta: "5m".to_owned(),
+            timeout: "2m".to_owned(),
+            max_samples: 50_000_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FrontendRoleConfig {
@@ -147,6 +170,7 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     pub limits: LimitsConfig,
     pub remote_read: RemoteReadConfig,
+    pub querier: QuerierConfig,
     pub frontend: FrontendRoleConfig,
 }
 
@@ -191,6 +215,17 @@ impl Config {
                     self.wal.fsync_interval
                 )
             })?;
+        for (key, value) in [
+            ("querier.lookback_delta", &self.querier.lookback_delta),
+            ("querier.timeout", &self.querier.timeout),
+        ] {
+            parse_duration(value)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
+        }
+        if self.querier.max_samples == 0 {
+            return Err("querier.max_samples must be greater than 0".to_owned());
+        }
         if self.wal.segment_size_bytes < 4096 {
             return Err("wal.segment_size_bytes must be at least 4096".to_owned());
         }
@@ -210,6 +245,22 @@ impl Config {
             tenancy: self.tenancy.clone(),
             limits: self.limits.clone(),
             remote_read: self.remote_read.clone(),
+        }
+    }
+
+    /// The PromQL engine's settings (validated durations).
+    pub fn engine_options(&self) -> strata_querier::EngineOptions {
+        let ms =
+            |text: &str, default: Duration| parse_duration(text).unwrap_or(default).as_millis();
+        strata_querier::EngineOptions {
+            lookback_delta_ms: i64::try_from(ms(
+                &self.querier.lookback_delta,
+                Duration::from_secs(300),
+            ))
+            .unwrap_or(300_000),
+            timeout: parse_duration(&self.querier.timeout).unwrap_or(Duration::from_secs(120)),
+            max_samples: self.querier.max_samples,
+            ..strata_querier::EngineOptions::default()
         }
     }
 
@@ -239,35 +290,10 @@ impl EnvFilterCheck {
     }
 }
 
-/// A Prometheus duration: `1h30m`, `15s`, `100ms`, units `ms s m h d w y`.
+/// A Prometheus duration (`1h30m`, `100ms`).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total_ms: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let number: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-        let unit_ms: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total_ms = total_ms.checked_add(number.checked_mul(unit_ms)?)?;
-    }
-    Some(Duration::from_millis(total_ms))
+    let ms = strata_common::duration::parse_duration_ms(text)?;
+    u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
 #[cfg(test)]

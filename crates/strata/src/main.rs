@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod local_querier;
 mod logging;
 mod server;
 

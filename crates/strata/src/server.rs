@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, Target};
+use crate::local_querier::LocalQuerier;
 
 /// Runs the configured target until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -58,9 +59,11 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
     let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || ready_engine.is_ready());
     let mut router = if config.target == Target::All {
         let store: Arc<dyn StoreApi> = Arc::new(store.clone());
+        let querier = LocalQuerier::new(config.engine_options(), store.clone());
         Frontend::new(
             config.frontend_config(),
             store,
+            Some(Arc::new(querier)),
             ready.clone(),
             &mut registry,
         )
@@ -116,7 +119,17 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("frontend.store_address: {e}"))?;
     let store: Arc<dyn StoreApi> = Arc::new(client);
     let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(|| true);
-    let router = Frontend::new(config.frontend_config(), store, ready, &mut registry).router();
+    // PromQL runs in this process over the remote store until the querier
+    // role has its own gRPC service (cluster issue).
+    let querier = LocalQuerier::new(config.engine_options(), store.clone());
+    let router = Frontend::new(
+        config.frontend_config(),
+        store,
+        Some(Arc::new(querier)),
+        ready,
+        &mut registry,
+    )
+    .router();
     let router = with_metrics(router, registry);
     let (stop, stopped) = watch::channel(false);
     let http = tokio::spawn(serve_http(http_listener, router, stopped));

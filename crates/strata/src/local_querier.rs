@@ -1,0 +1,168 @@
+//! The querier role in-process: PromQL evaluation ([`strata_querier::Engine`])
+//! over the store service, offered to the frontend as a [`QueryApi`].
+//! (A gRPC querier service for the cluster comes with the cluster roles.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use strata_common::{Matcher, QueryApi, ServiceError, StoreApi};
+use strata_proto::query::{
+    Matrix, PromSample, PromSeries, QueryRequest, QueryResponse, Scalar, StringValue, Vector,
+    query_response,
+};
+use strata_proto::store::SelectRequest;
+use strata_querier::{Engine, EngineOptions, QueryError, Queryable, SeriesData, Value};
+
+/// Evaluates queries for the frontend, reading through `store`.
+#[derive(Clone)]
+pub struct LocalQuerier {
+    engine: Engine,
+    store: Arc<dyn StoreApi>,
+}
+
+impl std::fmt::Debug for LocalQuerier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalQuerier")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalQuerier {
+    pub fn new(options: EngineOptions, store: Arc<dyn StoreApi>) -> Self {
+        LocalQuerier {
+            engine: Engine::new(options),
+            store,
+        }
+    }
+
+    /// The engine for one request: its own lookback and timeout if it set them.
+    fn engine_for(&self, request: &QueryRequest) -> Engine {
+        let mut options = self.engine.options().clone();
+        if request.lookback_delta_ms > 0 {
+            options.lookback_delta_ms = request.lookback_delta_ms;
+        }
+        if request.timeout_ms > 0 {
+            let requested = Duration::from_millis(request.timeout_ms.unsigned_abs());
+            options.timeout = options.timeout.min(requested);
+        }
+        Engine::new(options)
+    }
+}
+
+/// One tenant's view of the store, as the engine reads it.
+struct TenantStore<'a> {
+    store: &'a dyn StoreApi,
+    tenant: &'a str,
+}
+
+#[async_trait]
+impl Queryable for TenantStore<'_> {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let selected = self
+            .store
+            .select(SelectRequest {
+                tenant: self.tenant.to_owned(),
+                matchers: matchers.iter().map(Matcher::to_proto).collect(),
+                start_ms,
+                end_ms,
+            })
+            .await
+            .map_err(|e| QueryError::Storage(e.message))?;
+        let mut out = Vec::with_capacity(selected.len());
+        for series in selected {
+            let mut floats = Vec::new();
+            for chunk in &series.chunks {
+                let samples = strata_common::chunk::decode(&chunk.data)
+                    .map_err(|e| QueryError::Storage(format!("corrupt chunk: {e}")))?;
+                floats.extend(samples);
+            }
+            out.push(SeriesData {
+                labels: series.labels,
+                floats,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl QueryApi for LocalQuerier {
+    async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ServiceError> {
+        let engine = self.engine_for(&request);
+        let store = TenantStore {
+            store: self.store.as_ref(),
+            tenant: &request.tenant,
+        };
+        let output = if request.step_ms == 0 {
+            engine
+                .instant(&store, &request.query, request.start_ms)
+                .await
+        } else {
+            engine
+                .range(
+                    &store,
+                    &request.query,
+                    request.start_ms,
+                    request.end_ms,
+                    request.step_ms,
+                )
+                .await
+        };
+        let output = output.map_err(|error| {
+            let message = match &error {
+                QueryError::Parse { .. } => format!("invalid parameter \"query\": {error}"),
+                _ => error.to_string(),
+            };
+            ServiceError::new(error.class(), message)
+        })?;
+        Ok(QueryResponse {
+            result: Some(to_wire(output.value)),
+            warnings: output.warnings,
+            infos: output.infos,
+            ..Default::default()
+        })
+    }
+}
+
+fn to_wire(value: Value) -> query_response::Result {
+    match value {
+        Value::Scalar { t, v } => query_response::Result::Scalar(Scalar {
+            timestamp_ms: t,
+            value: v,
+        }),
+        Value::String { t, v } => query_response::Result::String(StringValue {
+            timestamp_ms: t,
+            value: v,
+        }),
+        Value::Vector(samples) => query_response::Result::Vector(Vector {
+            samples: samples
+                .into_iter()
+                .map(|s| PromSample {
+                    labels: s.labels,
+                    timestamp_ms: s.t,
+                    value: s.v,
+                })
+                .collect(),
+        }),
+        Value::Matrix(series) => query_response::Result::Matrix(Matrix {
+            series: series
+                .into_iter()
+                .map(|s| {
+                    let (timestamps_ms, values) = s.points.into_iter().unzip();
+                    PromSeries {
+                        labels: s.labels,
+                        timestamps_ms,
+                        values,
+                    }
+                })
+                .collect(),
+        }),
+    }
+}
