@@ -268,15 +268,18 @@ fn vector_vector(
     let comparison = is_comparison(op);
     let drop = drops_name(op) || return_bool;
 
-    let mut slot: Vec<(usize, usize)> = vec![(usize::MAX, 0); nsig];
+    // Per signature: (step it was last seen at, one-side series, its value).
+    let mut slot: Vec<(usize, usize, f64)> = vec![(usize::MAX, 0, 0.0); nsig];
     let mut matched: Vec<usize> = vec![usize::MAX; nsig];
     let mut pair_out: HashMap<(usize, usize), usize> = HashMap::new();
+    // Per many-side series: the last (one-side series, output index) pair, the usual case.
+    let mut last_pair: Vec<(usize, usize)> = vec![(usize::MAX, 0); many.len()];
     let mut label_out: HashMap<Vec<Label>, usize> = HashMap::new();
     let mut out: Vec<VSeries> = Vec::new();
     // Per output series: (last step written, signature that wrote it).
     let mut written: Vec<(usize, usize)> = Vec::new();
     for i in 0..n {
-        for &(oi, _) in &osteps[i] {
+        for &(oi, ov) in &osteps[i] {
             let sig = osig[oi];
             if slot[sig].0 == i {
                 let side = if swapped { "left" } else { "right" };
@@ -288,16 +291,14 @@ fn vector_vector(
                     labels::format(&one[oi].labels),
                 )));
             }
-            slot[sig] = (i, oi);
+            slot[sig] = (i, oi, ov);
         }
-        let one_values: HashMap<usize, f64> = osteps[i].iter().copied().collect();
         for &(mi, mv) in &msteps[i] {
             let sig = msig[mi];
             if slot[sig].0 != i {
                 continue;
             }
-            let oi = slot[sig].1;
-            let ov = one_values.get(&oi).copied().unwrap_or(f64::NAN);
+            let (_, oi, ov) = slot[sig];
             let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
             let (mut value, keep) = apply(op, l, r);
             if comparison {
@@ -315,27 +316,38 @@ fn vector_vector(
                 }
                 matched[sig] = i;
             }
-            let idx = match pair_out.get(&(mi, oi)) {
-                Some(&idx) => idx,
-                None => {
-                    let labels =
-                        result_labels(&many[mi].labels, &one[oi].labels, matching, include, drop);
-                    let idx = match label_out.get(&labels) {
-                        Some(&idx) => idx,
-                        None => {
-                            label_out.insert(labels.clone(), out.len());
-                            out.push(VSeries {
-                                labels,
-                                points: Vec::new(),
-                            });
-                            written.push((usize::MAX, usize::MAX));
-                            out.len() - 1
-                        }
-                    };
-                    pair_out.insert((mi, oi), idx);
-                    idx
+            let cached = last_pair[mi];
+            let idx = if cached.0 == oi {
+                cached.1
+            } else {
+                match pair_out.get(&(mi, oi)) {
+                    Some(&idx) => idx,
+                    None => {
+                        let labels = result_labels(
+                            &many[mi].labels,
+                            &one[oi].labels,
+                            matching,
+                            include,
+                            drop,
+                        );
+                        let idx = match label_out.get(&labels) {
+                            Some(&idx) => idx,
+                            None => {
+                                label_out.insert(labels.clone(), out.len());
+                                out.push(VSeries {
+                                    labels,
+                                    points: Vec::new(),
+                                });
+                                written.push((usize::MAX, usize::MAX));
+                                out.len() - 1
+                            }
+                        };
+                        pair_out.insert((mi, oi), idx);
+                        idx
+                    }
                 }
             };
+            last_pair[mi] = (oi, idx);
             if written[idx].0 == i {
                 if !one_to_one && written[idx].1 == sig {
                     return Err(QueryError::exec(
