@@ -139,6 +139,9 @@ pub(crate) fn eval(
     let mut accs: Vec<Acc> = vec![Acc::default(); groups.len()];
     let mut touched: Vec<usize> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
+        if i % 256 == 255 {
+            ev.check_deadline()?;
+        }
         touched.clear();
         for &(si, f) in step {
             let g = group_of[si];

@@ -8,6 +8,14 @@
 //! computed from the AST and its series are fetched (the only async part),
 //! then the expression is evaluated synchronously over the step grid,
 //! series by series, with sliding windows for range functions.
+//!
+//! Known gaps (see `tests/promqltest-skip.txt` for the test-script cases):
+//! native histograms; feature-flagged Prometheus features (experimental
+//! functions, `limitk`/`limit_ratio`, duration expressions, delayed
+//! `__name__` removal, type-and-unit labels); parse errors carry no
+//! `line:column` position (the parser reports none); regexes use Rust's
+//! Unicode-aware `\d`/`\w`/`\s` where Go's RE2 is ASCII-only; string
+//! escapes like `"\xff"` decode to a code point, not a raw byte.
 
 mod aggregate;
 mod binary;

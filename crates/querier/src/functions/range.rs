@@ -124,7 +124,10 @@ pub(crate) fn call(
     let n = grid.len();
     let counter_check = name == "rate" || name == "increase";
     let mut out = Vec::with_capacity(m.series.len());
-    for s in &m.series {
+    for (k, s) in m.series.iter().enumerate() {
+        if k % 1024 == 1023 {
+            ev.check_deadline()?;
+        }
         let mut points = Vec::new();
         for i in 0..n {
             let w = m.window(&s.samples, i);
