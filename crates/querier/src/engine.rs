@@ -92,7 +92,7 @@ impl Engine {
                     .into_iter()
                     .filter_map(|s| {
                         let end = m.refs.first().copied().unwrap_or(time_ms);
-                        let start = end - m.range;
+                        let start = end.saturating_sub(m.range);
                         let points: Vec<(i64, f64)> = s
                             .samples
                             .into_iter()
@@ -149,6 +149,11 @@ impl Engine {
             end: end_ms,
             step: step_ms,
         };
+        if grid.len() > self.options.max_samples {
+            return Err(QueryError::exec(
+                "query processing would load too many samples into memory in query execution",
+            ));
+        }
         let (val, warnings, infos) = self.run(q, &expr, grid).await?;
         let mut series: Vec<Series> = match val {
             Val::Scalar(values) => vec![Series {
@@ -308,8 +313,8 @@ fn plan(
     let window = |at: &Option<AtModifier>, offset: &Option<Offset>| -> (i64, i64) {
         let off = offset_ms(offset);
         match at_millis(at, query) {
-            Some(at) => (at - off, at - off),
-            None => (start - off, end - off),
+            Some(at) => (at.saturating_sub(off), at.saturating_sub(off)),
+            None => (start.saturating_sub(off), end.saturating_sub(off)),
         }
     };
     match expr {
@@ -339,7 +344,8 @@ fn plan(
                 .map_or(options.default_subquery_step_ms, duration_ms);
             plan(
                 &sq.expr,
-                lo - duration_ms(&sq.range) - step,
+                lo.saturating_sub(duration_ms(&sq.range))
+                    .saturating_sub(step),
                 hi,
                 query,
                 options,

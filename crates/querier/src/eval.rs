@@ -31,11 +31,13 @@ impl Grid {
         if self.end < self.start {
             return 0;
         }
-        ((self.end - self.start) / self.step + 1) as usize
+        let steps = (i128::from(self.end) - i128::from(self.start)) / i128::from(self.step) + 1;
+        usize::try_from(steps).unwrap_or(usize::MAX)
     }
 
     pub fn t(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        self.start
+            .saturating_add((i as i64).saturating_mul(self.step))
     }
 }
 
@@ -70,7 +72,7 @@ impl MatrixVal {
     /// (windows only move forward, so callers keep a cursor).
     pub fn window<'s>(&self, samples: &'s [(i64, f64)], i: usize) -> &'s [(i64, f64)] {
         let end = self.refs[i];
-        let start = end - self.range;
+        let start = end.saturating_sub(self.range);
         let lo = samples.partition_point(|&(t, _)| t <= start);
         let hi = samples.partition_point(|&(t, _)| t <= end);
         &samples[lo..hi.max(lo)]
@@ -239,7 +241,7 @@ impl<'a> Evaluator<'a> {
                     series,
                     range: duration_ms(&ms.range),
                     refs: (0..grid.len())
-                        .map(|i| at.unwrap_or(grid.t(i)) - off)
+                        .map(|i| at.unwrap_or(grid.t(i)).saturating_sub(off))
                         .collect(),
                     eval_ts: (0..grid.len()).map(|i| grid.t(i)).collect(),
                 }))
@@ -257,17 +259,22 @@ impl<'a> Evaluator<'a> {
                     Some(at) => (at, at),
                     None => (grid.start, grid.end),
                 };
-                let first = lo - off - range;
+                let first = lo.saturating_sub(off).saturating_sub(range);
                 // The first step-aligned time after the window's open start.
-                let mut start = first.div_euclid(step) * step;
+                let mut start = first.div_euclid(step).saturating_mul(step);
                 if start <= first {
-                    start += step;
+                    start = start.saturating_add(step);
                 }
                 let inner = Grid {
                     start,
-                    end: hi - off,
+                    end: hi.saturating_sub(off),
                     step,
                 };
+                if inner.len() > self.options.max_samples {
+                    return Err(QueryError::exec(
+                        "query processing would load too many samples into memory in subquery evaluation",
+                    ));
+                }
                 let series = match self.eval(&sq.expr, &inner)? {
                     Val::Vector(series) => series
                         .into_iter()
@@ -294,7 +301,7 @@ impl<'a> Evaluator<'a> {
                     series,
                     range,
                     refs: (0..grid.len())
-                        .map(|i| at.unwrap_or(grid.t(i)) - off)
+                        .map(|i| at.unwrap_or(grid.t(i)).saturating_sub(off))
                         .collect(),
                     eval_ts: (0..grid.len()).map(|i| grid.t(i)).collect(),
                 }))
@@ -328,7 +335,7 @@ impl<'a> Evaluator<'a> {
             let mut points = Vec::new();
             let mut cursor = 0usize;
             for i in 0..n {
-                let ref_t = at.unwrap_or(grid.t(i)) - off;
+                let ref_t = at.unwrap_or(grid.t(i)).saturating_sub(off);
                 while cursor < s.floats.len() && s.floats[cursor].0 <= ref_t {
                     cursor += 1;
                 }
@@ -336,7 +343,7 @@ impl<'a> Evaluator<'a> {
                     continue;
                 }
                 let (t, v) = s.floats[cursor - 1];
-                if t <= ref_t - lookback || is_stale(v) {
+                if t <= ref_t.saturating_sub(lookback) || is_stale(v) {
                     continue;
                 }
                 points.push((i, if timestamps { t as f64 / 1000.0 } else { v }));

@@ -186,3 +186,19 @@ async fn sample_limit_is_enforced() {
         .expect_err("too many samples");
     assert_eq!(err.class(), ErrorClass::Unprocessable);
 }
+
+#[tokio::test]
+async fn extreme_times_do_not_panic() {
+    let q = store(&[("x", &[(0, 1.0)])]);
+    for query in [
+        "x offset 292y",
+        "x offset -292y",
+        "x @ 9223372036",
+        "rate(x[292y])",
+        "max_over_time(x[100y:1ms])",
+        "x[1m:1m] offset -292y",
+    ] {
+        // Any answer or a clean error, never a panic.
+        let _ = instant(&q, query, 0).await;
+    }
+}

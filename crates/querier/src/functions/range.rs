@@ -215,7 +215,7 @@ pub(crate) fn extrapolated_rate(
         return None;
     }
     let range_end = m.refs[i];
-    let range_start = range_end - m.range;
+    let range_start = range_end.saturating_sub(m.range);
     let (first_t, first_v) = w[0];
     let (last_t, last_v) = w[w.len() - 1];
     let mut result = last_v - first_v;
