@@ -140,7 +140,11 @@ pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> 
 }
 
 fn build_matcher(op: MatchOp, name: &str, value: &str) -> Result<Matcher, QueryError> {
-    Matcher::new(op, name, value).map_err(|e| QueryError::parse(e.to_string()))
+    let value = match op {
+        MatchOp::RegexMatch | MatchOp::RegexNoMatch => crate::regex_compat::translate(value),
+        MatchOp::Equal | MatchOp::NotEqual => value.to_owned(),
+    };
+    Matcher::new(op, name, &value).map_err(|e| QueryError::parse(e.to_string()))
 }
 
 /// Evaluation state of one query.

@@ -312,7 +312,8 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], grid: &Grid) -> Result<
     let replacement = string_arg(ev, args.get(2), grid)?;
     let src = string_arg(ev, args.get(3), grid)?;
     let pattern = string_arg(ev, args.get(4), grid)?;
-    let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+    let translated = crate::regex_compat::translate(&pattern);
+    let regex = regex::Regex::new(&format!("^(?s:{translated})$")).map_err(|e| {
         QueryError::exec(format!(
             "invalid regular expression in label_replace(): {pattern}: {e}"
         ))

@@ -13,9 +13,9 @@
 //! native histograms; feature-flagged Prometheus features (experimental
 //! functions, `limitk`/`limit_ratio`, duration expressions, delayed
 //! `__name__` removal, type-and-unit labels); parse errors carry no
-//! `line:column` position (the parser reports none); regexes use Rust's
-//! Unicode-aware `\d`/`\w`/`\s` where Go's RE2 is ASCII-only; string
-//! escapes like `"\xff"` decode to a code point, not a raw byte.
+//! `line:column` position (the parser reports none); string escapes like
+//! `"\xff"` decode to a code point, not a raw byte. Regexes are rewritten
+//! to Go's semantics (ASCII `\d`/`\w`/`\s`, literal `{`) before compiling.
 
 mod aggregate;
 mod binary;
@@ -23,6 +23,7 @@ mod engine;
 mod eval;
 mod functions;
 mod memory;
+mod regex_compat;
 mod value;
 
 #[cfg(test)]
