@@ -117,6 +117,11 @@ struct IngestArgs {
     #[arg(long)]
     tenant: Option<String>,
 
+    /// Runs of each started target, interleaved (strata, prometheus, strata, …);
+    /// the summary takes medians. Each run gets a fresh server and data dir.
+    #[arg(long, default_value_t = 1, conflicts_with = "url")]
+    repeat: u32,
+
     /// Seconds to let a server settle before each RSS reading.
     #[arg(long = "settle-secs", default_value_t = 2)]
     settle_secs: u64,
@@ -145,7 +150,10 @@ fn main() -> ExitCode {
 /// One target's measurements.
 #[derive(Debug)]
 struct Outcome {
-    name: String,
+    /// The target, e.g. `strata` or `strata --wal.fsync=interval`.
+    target: String,
+    /// Which run of that target (from 1).
+    run: u32,
     series: usize,
     samples: u64,
     stats: SendStats,
@@ -160,6 +168,7 @@ struct Outcome {
     disk_bytes: Option<u64>,
 }
 
+#[derive(Debug, Clone)]
 enum Kind {
     Strata,
     Prometheus,
@@ -248,9 +257,12 @@ fn ingest(args: &IngestArgs) -> Result<bool> {
 
     let ticks = target::clock_ticks();
     let mut outcomes = Vec::new();
-    for kind in kinds {
-        let outcome = run_target(args, &plan, cached.as_ref(), kind, ticks)?;
-        outcomes.push(outcome);
+    for run in 1..=args.repeat.max(1) {
+        for kind in &kinds {
+            let mut outcome = run_target(args, &plan, cached.as_ref(), kind.clone(), ticks)?;
+            outcome.run = run;
+            outcomes.push(outcome);
+        }
     }
 
     print_report(args, &plan, series, &mut outcomes);
@@ -364,7 +376,8 @@ fn run_target(
     };
 
     Ok(Outcome {
-        name,
+        target: name,
+        run: 1,
         series: plan.series,
         samples: plan.series as u64 * u64::from(plan.rounds),
         stats,
@@ -436,7 +449,7 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for o in outcomes.iter_mut() {
         let seconds = o.stats.elapsed.as_secs_f64();
-        let rate = o.samples as f64 / seconds.max(1e-9);
+        let rate = o.rate();
         let mem = |m: Option<Memory>, f: fn(&Memory) -> u64| {
             m.map_or("n/a".to_owned(), |m| format!("{:.1}", mib(f(&m))))
         };
@@ -448,7 +461,7 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
         );
         println!(
             "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} | {} of {} |",
-            o.name,
+            o.display_name(args.repeat),
             o.series,
             o.samples,
             seconds,
@@ -468,19 +481,40 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
     }
     println!();
 
-    let find = |prefix: &str| outcomes.iter().find(|o| o.name.starts_with(prefix));
+    let targets = summarize(outcomes);
+    if args.repeat > 1 {
+        println!("Medians over {} runs each:\n", args.repeat);
+        println!(
+            "| target | runs | samples/s (median) | samples/s (min–max) | bytes/series (median) | CPU s (median) |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for t in &targets {
+            println!(
+                "| {} | {} | {:.0} | {:.0}–{:.0} | {} | {} |",
+                t.target,
+                t.runs,
+                t.rate,
+                t.rate_min,
+                t.rate_max,
+                t.bytes_per_series
+                    .map_or("n/a".to_owned(), |b| format!("{b:.0}")),
+                t.cpu_secs.map_or("n/a".to_owned(), |c| format!("{c:.1}")),
+            );
+        }
+        println!();
+    }
+    let find = |prefix: &str| targets.iter().find(|t| t.target.starts_with(prefix));
     if let (Some(s), Some(p)) = (find("strata"), find("prometheus")) {
-        let rate = |o: &Outcome| o.samples as f64 / o.stats.elapsed.as_secs_f64().max(1e-9);
-        print!("Strata / Prometheus: samples/s {:.2}×", rate(s) / rate(p));
-        if let (Some(a), Some(b)) = (bytes_per_series(s), bytes_per_series(p))
+        print!("Strata / Prometheus: samples/s {:.2}×", s.rate / p.rate);
+        if let (Some(a), Some(b)) = (s.bytes_per_series, p.bytes_per_series)
             && b > 0.0
         {
             print!(", bytes/series {:.2}×", a / b);
         }
-        if let (Some(a), Some(b)) = (s.cpu, p.cpu)
-            && b.as_secs_f64() > 0.0
+        if let (Some(a), Some(b)) = (s.cpu_secs, p.cpu_secs)
+            && b > 0.0
         {
-            print!(", CPU {:.2}×", a.as_secs_f64() / b.as_secs_f64());
+            print!(", CPU {:.2}×", a / b);
         }
         println!("\n");
     }
@@ -512,8 +546,78 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
         if let Some(d) = o.disk_bytes {
             notes.push(format!("{:.1} MiB on disk after shutdown", mib(d)));
         }
-        println!("- {}: {}", o.name, notes.join("; "));
+        println!("- {}: {}", o.display_name(args.repeat), notes.join("; "));
     }
+}
+
+impl Outcome {
+    fn display_name(&self, repeat: u32) -> String {
+        if repeat > 1 {
+            format!("{} #{}", self.target, self.run)
+        } else {
+            self.target.clone()
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.samples as f64 / self.stats.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One target's medians over its runs.
+#[derive(Debug)]
+struct Summary {
+    target: String,
+    runs: usize,
+    rate: f64,
+    rate_min: f64,
+    rate_max: f64,
+    bytes_per_series: Option<f64>,
+    cpu_secs: Option<f64>,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+/// Per target (in order of first appearance), the medians of its runs.
+fn summarize(outcomes: &[Outcome]) -> Vec<Summary> {
+    let mut names: Vec<&str> = Vec::new();
+    for o in outcomes {
+        if !names.contains(&o.target.as_str()) {
+            names.push(&o.target);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let runs: Vec<&Outcome> = outcomes.iter().filter(|o| o.target == name).collect();
+            let rates: Vec<f64> = runs.iter().map(|o| o.rate()).collect();
+            Summary {
+                target: name.to_owned(),
+                runs: runs.len(),
+                rate: median(rates.clone()).unwrap_or(0.0),
+                rate_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+                rate_max: rates.iter().copied().fold(0.0, f64::max),
+                bytes_per_series: median(runs.iter().filter_map(|o| bytes_per_series(o)).collect()),
+                cpu_secs: median(
+                    runs.iter()
+                        .filter_map(|o| o.cpu)
+                        .map(|c| c.as_secs_f64())
+                        .collect(),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// (RSS after − RSS before) / series.
