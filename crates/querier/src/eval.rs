@@ -68,8 +68,7 @@ pub(crate) struct MatrixVal {
 }
 
 impl MatrixVal {
-    /// The samples of `series` in step `i`'s window, found from `from` on
-    /// (windows only move forward, so callers keep a cursor).
+    /// The samples of a series in step `i`'s window `(end - range, end]`.
     pub fn window<'s>(&self, samples: &'s [(i64, f64)], i: usize) -> &'s [(i64, f64)] {
         let end = self.refs[i];
         let start = end.saturating_sub(self.range);

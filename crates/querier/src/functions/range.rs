@@ -46,10 +46,11 @@ pub(crate) fn call(
         }
     }
     let keep_name = name == "last_over_time";
+    let counter_check = name == "rate" || name == "increase";
     let f: Box<WindowFn<'_>> = match name {
-        "rate" => Box::new(|w, i, m| extrapolated_rate(w, m, i, true, true)),
-        "increase" => Box::new(|w, i, m| extrapolated_rate(w, m, i, true, false)),
-        "delta" => Box::new(|w, i, m| extrapolated_rate(w, m, i, false, false)),
+        // rate and increase are computed below with a running sum of resets.
+        "rate" | "increase" => Box::new(|_, _, _| None),
+        "delta" => Box::new(|w, i, m| extrapolated_rate(w, m, i, None, false)),
         "irate" => Box::new(|w, _, _| instant_delta(w, true)),
         "idelta" => Box::new(|w, _, _| instant_delta(w, false)),
         "deriv" => Box::new(|w, _, _| (w.len() >= 2).then(|| linear_regression(w, w[0].0).0)),
@@ -122,16 +123,50 @@ pub(crate) fn call(
         }
     };
     let n = grid.len();
-    let counter_check = name == "rate" || name == "increase";
     let mut out = Vec::with_capacity(m.series.len());
+    // For rate/increase: resets[k] = the sum of the values before each
+    // counter reset among samples 0..=k, so a window's correction is one subtraction.
+    let mut resets: Vec<f64> = Vec::new();
     for (k, s) in m.series.iter().enumerate() {
         if k % 1024 == 1023 {
             ev.check_deadline()?;
         }
+        let samples = &s.samples;
+        if counter_check {
+            resets.clear();
+            let mut acc = 0.0;
+            resets.push(acc);
+            for pair in samples.windows(2) {
+                if pair[1].1 < pair[0].1 {
+                    acc += pair[0].1;
+                }
+                resets.push(acc);
+            }
+        }
         let mut points = Vec::new();
+        // Windows only move forward: two cursors instead of searches.
+        let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..n {
-            let w = m.window(&s.samples, i);
-            if let Some(v) = f(w, i, &m) {
+            let end = m.refs[i];
+            let start = end.saturating_sub(m.range);
+            while hi < samples.len() && samples[hi].0 <= end {
+                hi += 1;
+            }
+            while lo < hi && samples[lo].0 <= start {
+                lo += 1;
+            }
+            let w = &samples[lo..hi];
+            let value = if counter_check {
+                let correction = if hi > lo {
+                    resets[hi - 1] - resets[lo]
+                } else {
+                    0.0
+                };
+                extrapolated_rate(w, &m, i, Some(correction), name == "rate")
+            } else {
+                f(w, i, &m)
+            };
+            if let Some(v) = value {
                 points.push((i, v));
             }
         }
@@ -203,14 +238,16 @@ fn variance(w: &[(i64, f64)]) -> f64 {
 }
 
 /// `rate`, `increase` and `delta`: the change over the window, extrapolated
-/// towards the window's edges as Prometheus does.
+/// towards the window's edges as Prometheus does. For counters, `resets`
+/// is the sum of the values before each reset inside the window.
 pub(crate) fn extrapolated_rate(
     w: &[(i64, f64)],
     m: &MatrixVal,
     i: usize,
-    is_counter: bool,
+    resets: Option<f64>,
     is_rate: bool,
 ) -> Option<f64> {
+    let is_counter = resets.is_some();
     if w.len() < 2 {
         return None;
     }
@@ -218,16 +255,7 @@ pub(crate) fn extrapolated_rate(
     let range_start = range_end.saturating_sub(m.range);
     let (first_t, first_v) = w[0];
     let (last_t, last_v) = w[w.len() - 1];
-    let mut result = last_v - first_v;
-    if is_counter {
-        let mut prev = first_v;
-        for &(_, v) in &w[1..] {
-            if v < prev {
-                result += prev;
-            }
-            prev = v;
-        }
-    }
+    let result = last_v - first_v + resets.unwrap_or(0.0);
     let mut to_start = (first_t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
