@@ -1,6 +1,8 @@
 //! The query entry points: parse, fetch, evaluate, shape the result.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use promql_parser::parser::value::ValueType;
@@ -67,7 +69,7 @@ impl Engine {
             end: time_ms,
             step: 1,
         };
-        let (val, warnings, infos) = self.run(q, &expr, grid).await?;
+        let (val, warnings, infos) = self.run(q, expr, grid).await?;
         let value = match val {
             Val::Scalar(v) => Value::Scalar {
                 t: time_ms,
@@ -154,7 +156,7 @@ impl Engine {
                 "query processing would load too many samples into memory in query execution",
             ));
         }
-        let (val, warnings, infos) = self.run(q, &expr, grid).await?;
+        let (val, warnings, infos) = self.run(q, expr, grid).await?;
         let mut series: Vec<Series> = match val {
             Val::Scalar(values) => vec![Series {
                 labels: Vec::new(),
@@ -186,16 +188,26 @@ impl Engine {
         })
     }
 
+    /// Fetches every selector's series, then evaluates on a blocking thread
+    /// (evaluation is CPU-bound). Dropping the returned future cancels the
+    /// evaluation at its next check.
     async fn run(
         &self,
         q: &dyn Queryable,
-        expr: &Expr,
+        expr: Box<Expr>,
         grid: Grid,
     ) -> Result<(Val, Vec<String>, Vec<String>), QueryError> {
         let started = Instant::now();
         let deadline = started + self.options.timeout;
         let mut plans = Vec::new();
-        plan(expr, grid.start, grid.end, &grid, &self.options, &mut plans)?;
+        plan(
+            &expr,
+            grid.start,
+            grid.end,
+            &grid,
+            &self.options,
+            &mut plans,
+        )?;
         let mut fetched: Fetched = HashMap::new();
         let mut loaded = 0usize;
         for p in plans {
@@ -212,10 +224,21 @@ impl Engine {
             }
             fetched.insert(p.key, series);
         }
-        let mut evaluator = Evaluator::new(&fetched, &self.options, grid, deadline);
-        let val = evaluator.eval(expr, &grid)?;
-        let (warnings, infos) = evaluator.annotations();
-        Ok((val, warnings, infos))
+        let canceled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(Arc::clone(&canceled));
+        let options = self.options.clone();
+        // The fetched data is keyed by the addresses of the AST's selectors:
+        // the boxed expression moves without moving its nodes.
+        let evaluation = tokio::task::spawn_blocking(move || {
+            let mut evaluator = Evaluator::new(&fetched, &options, grid, deadline, &canceled);
+            let val = evaluator.eval(&expr, &grid)?;
+            let (warnings, infos) = evaluator.annotations();
+            Ok((val, warnings, infos))
+        });
+        match evaluation.await {
+            Ok(result) => result,
+            Err(e) => Err(QueryError::exec(format!("query evaluation failed: {e}"))),
+        }
     }
 }
 
@@ -228,11 +251,20 @@ fn type_name(t: ValueType) -> &'static str {
     }
 }
 
+/// Sets the flag when the query's future is dropped (the client went away).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Parses a query, mapping the parser's errors to Prometheus' shape.
-pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
+pub(crate) fn parse(query: &str) -> Result<Box<Expr>, QueryError> {
     let expr = parser::parse(query).map_err(QueryError::parse)?;
     check(&expr)?;
-    Ok(expr)
+    Ok(Box::new(expr))
 }
 
 /// Checks the parser leaves to the engine.

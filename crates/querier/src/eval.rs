@@ -6,6 +6,7 @@
 //! `(end - range, end]` the step reads (Prometheus 3: left-open).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use promql_parser::label::MatchOp as PMatchOp;
@@ -153,6 +154,7 @@ pub(crate) struct Evaluator<'a> {
     /// The whole query's grid (for `@ start()` / `@ end()`).
     pub query: Grid,
     deadline: Instant,
+    canceled: &'a AtomicBool,
     warnings: BTreeSet<String>,
     infos: BTreeSet<String>,
 }
@@ -163,12 +165,14 @@ impl<'a> Evaluator<'a> {
         options: &'a EngineOptions,
         query: Grid,
         deadline: Instant,
+        canceled: &'a AtomicBool,
     ) -> Self {
         Evaluator {
             fetched,
             options,
             query,
             deadline,
+            canceled,
             warnings: BTreeSet::new(),
             infos: BTreeSet::new(),
         }
@@ -190,6 +194,9 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn check_deadline(&self) -> Result<(), QueryError> {
+        if self.canceled.load(Ordering::Relaxed) {
+            return Err(QueryError::Canceled);
+        }
         if Instant::now() > self.deadline {
             return Err(QueryError::Timeout);
         }

@@ -202,3 +202,15 @@ async fn extreme_times_do_not_panic() {
         let _ = instant(&q, query, 0).await;
     }
 }
+
+#[tokio::test]
+async fn timeout_is_reported() {
+    let q = store(&[("x", &[(0, 1.0)])]);
+    let engine = Engine::new(EngineOptions {
+        timeout: std::time::Duration::ZERO,
+        ..EngineOptions::default()
+    });
+    let err = engine.instant(&q, "x", 0).await.expect_err("timed out");
+    assert!(matches!(err, QueryError::Timeout), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Timeout);
+}
