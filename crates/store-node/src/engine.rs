@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use strata_common::{ErrorClass, Matcher, StoreApi, ServiceError, TenantId};
+use strata_common::{ErrorClass, Matcher, ServiceError, StoreApi, TenantId};
 use strata_proto::prometheus::{LabelMatcher, Labels};
 use strata_proto::store::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, MatcherSet,

@@ -12,6 +12,7 @@ pub mod index;
 pub mod metrics;
 pub mod tenant_db;
 pub mod wal;
+pub mod wal_codec;
 
 /// The XOR chunk codec lives in `strata-common`: remote read ships it as is.
 pub use strata_common::chunk;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, RwLock};
-use prost::Message;
 use strata_proto::prometheus::{Label, MetricMetadata, TimeSeries};
 use strata_proto::store::{RejectedSeries, WriteResponse};
 use strata_proto::wal::{
@@ -15,6 +14,7 @@ use strata_proto::wal::{
 
 use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
+use crate::wal_codec;
 
 /// A tenant database could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -247,12 +247,9 @@ impl WritePlan {
     fn records(&self) -> Vec<Vec<u8>> {
         let mut records = Vec::new();
         let mut push = |record: wal_record::Record| {
-            records.push(
-                WalRecord {
-                    record: Some(record),
-                }
-                .encode_to_vec(),
-            );
+            records.push(wal_codec::encode(&WalRecord {
+                record: Some(record),
+            }));
         };
         if !self.new_series.is_empty() {
             push(wal_record::Record::Series(SeriesRecord {
@@ -340,8 +337,7 @@ impl Replay {
 
     /// Applies one WAL record.
     fn apply(&mut self, head: &mut Head, payload: &[u8]) -> Result<(), String> {
-        let record =
-            WalRecord::decode(payload).map_err(|e| format!("undecodable wal record: {e}"))?;
+        let record = wal_codec::decode(payload)?;
         match record.record {
             Some(wal_record::Record::Series(series)) => {
                 for entry in series.entries {

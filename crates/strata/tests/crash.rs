@@ -586,7 +586,8 @@ fn crc32c(data: &[u8]) -> u32 {
 
 /// One WAL frame: `len u32 LE | crc32c u32 LE | payload`.
 fn frame(record: &WalRecord) -> Vec<u8> {
-    let payload = record.encode_to_vec();
+    // The store's own record encoding (format byte, maybe snappy).
+    let payload = strata_store_node::wal_codec::encode(record);
     let mut out = Vec::with_capacity(payload.len() + 8);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32c(&payload).to_le_bytes());
