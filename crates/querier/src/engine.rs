@@ -230,7 +230,7 @@ impl Engine {
         // The fetched data is keyed by the addresses of the AST's selectors:
         // the boxed expression moves without moving its nodes.
         let evaluation = tokio::task::spawn_blocking(move || {
-            let mut evaluator = Evaluator::new(&fetched, &options, grid, deadline, &canceled);
+            let mut evaluator = Evaluator::new(fetched, &options, grid, deadline, &canceled);
             let val = evaluator.eval(&expr, &grid)?;
             let (warnings, infos) = evaluator.annotations();
             Ok((val, warnings, infos))

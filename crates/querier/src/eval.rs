@@ -149,7 +149,7 @@ fn build_matcher(op: MatchOp, name: &str, value: &str) -> Result<Matcher, QueryE
 
 /// Evaluation state of one query.
 pub(crate) struct Evaluator<'a> {
-    fetched: &'a Fetched,
+    fetched: Fetched,
     pub options: &'a EngineOptions,
     /// The whole query's grid (for `@ start()` / `@ end()`).
     pub query: Grid,
@@ -161,7 +161,7 @@ pub(crate) struct Evaluator<'a> {
 
 impl<'a> Evaluator<'a> {
     pub fn new(
-        fetched: &'a Fetched,
+        fetched: Fetched,
         options: &'a EngineOptions,
         query: Grid,
         deadline: Instant,
@@ -228,23 +228,20 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, grid, false))),
             Expr::MatrixSelector(ms) => {
                 let key = &ms.vs as *const _ as usize;
+                // Every selector node is evaluated once: its data moves out, uncopied.
                 let series = self
                     .fetched
-                    .get(&key)
-                    .map(|all| {
-                        all.iter()
-                            .map(|s| RawSeries {
-                                labels: s.labels.clone(),
-                                samples: s
-                                    .floats
-                                    .iter()
-                                    .copied()
-                                    .filter(|&(_, v)| !is_stale(v))
-                                    .collect(),
-                            })
-                            .collect()
+                    .remove(&key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mut s| {
+                        s.floats.retain(|&(_, v)| !is_stale(v));
+                        RawSeries {
+                            labels: s.labels,
+                            samples: s.floats,
+                        }
                     })
-                    .unwrap_or_default();
+                    .collect();
                 let off = offset_ms(&ms.vs.offset);
                 let at = at_millis(&ms.vs.at, &self.query);
                 Ok(Val::Matrix(MatrixVal {
@@ -327,13 +324,14 @@ impl<'a> Evaluator<'a> {
     /// window `(t - lookback, t]`, unless it is a stale marker. With
     /// `timestamps`, the value is the sample's timestamp in seconds.
     pub fn vector_selector(
-        &self,
+        &mut self,
         vs: &VectorSelector,
         grid: &Grid,
         timestamps: bool,
     ) -> Vec<VSeries> {
         let key = vs as *const _ as usize;
-        let Some(all) = self.fetched.get(&key) else {
+        // Every selector node is evaluated once: its data moves out.
+        let Some(all) = self.fetched.remove(&key) else {
             return Vec::new();
         };
         let off = offset_ms(&vs.offset);
@@ -360,7 +358,7 @@ impl<'a> Evaluator<'a> {
             }
             if !points.is_empty() {
                 out.push(VSeries {
-                    labels: s.labels.clone(),
+                    labels: s.labels,
                     points,
                 });
             }
