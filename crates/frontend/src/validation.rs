@@ -71,30 +71,40 @@ const MAX_SERIES_IN_MESSAGE: usize = 512;
 /// Checks one series and returns it in canonical form (labels valid UTF-8,
 /// sorted, no empty values), or a message naming the series and the problem.
 pub fn validate_series(raw: RawTimeSeries, limits: &LimitsConfig) -> Result<TimeSeries, String> {
-    let shown = || render(&raw.labels);
-    let mut labels: Vec<Label> = Vec::with_capacity(raw.labels.len());
+    // Check the raw bytes first, so messages can show the series as sent.
     for RawLabel { name, value } in &raw.labels {
         let Ok(name) = std::str::from_utf8(name) else {
             return Err(format!(
                 "label name is not valid UTF-8 in series {}",
-                shown()
+                render(&raw.labels)
             ));
         };
-        let Ok(value) = std::str::from_utf8(value) else {
+        if std::str::from_utf8(value).is_err() {
             return Err(format!(
                 "label value of {name:?} is not valid UTF-8 in series {}",
-                shown()
+                render(&raw.labels)
             ));
-        };
-        if name.is_empty() {
-            return Err(format!("empty label name in series {}", shown()));
         }
+        if name.is_empty() {
+            return Err(format!(
+                "empty label name in series {}",
+                render(&raw.labels)
+            ));
+        }
+    }
+    let mut labels: Vec<Label> = Vec::with_capacity(raw.labels.len());
+    for RawLabel { name, value } in raw.labels {
         if value.is_empty() {
             continue;
         }
-        labels.push(labels::label(name, value));
+        // Both were checked above, so these take the buffers without copying.
+        labels.push(Label {
+            name: String::from_utf8(name).unwrap_or_default(),
+            value: String::from_utf8(value).unwrap_or_default(),
+        });
     }
     labels.sort_by(|a, b| a.name.cmp(&b.name));
+    let shown = || capped(labels::format(&labels));
 
     if let Some(pair) = labels.windows(2).find(|w| w[0].name == w[1].name) {
         return Err(format!(
@@ -210,7 +220,7 @@ fn validate_histogram(h: &Histogram) -> Result<(), String> {
     Ok(())
 }
 
-/// A series as `name{a="b"}` for messages, lossy for invalid UTF-8 and capped.
+/// A series as sent, for messages: lossy for invalid UTF-8, capped.
 fn render(raw: &[RawLabel]) -> String {
     let labels: Vec<Label> = raw
         .iter()
@@ -219,7 +229,11 @@ fn render(raw: &[RawLabel]) -> String {
             value: String::from_utf8_lossy(&l.value).into_owned(),
         })
         .collect();
-    let mut text = labels::format(&labels);
+    capped(labels::format(&labels))
+}
+
+/// Caps a rendered series at [`MAX_SERIES_IN_MESSAGE`] bytes.
+fn capped(mut text: String) -> String {
     if text.len() > MAX_SERIES_IN_MESSAGE {
         let mut cut = MAX_SERIES_IN_MESSAGE;
         while !text.is_char_boundary(cut) {

@@ -11,6 +11,7 @@ use strata_proto::prometheus::{Chunk, Histogram, Label, MetricMetadata, chunk::E
 use strata_proto::store::SelectedSeries;
 
 use crate::chunk::{self, SAMPLES_PER_CHUNK, XorAppender};
+use crate::hash::{FastBuild, labels_hash};
 use crate::index::LabelIndex;
 
 /// Why a sample was refused by the head.
@@ -249,21 +250,15 @@ fn trim_chunk(bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
     chunks
 }
 
-/// A hash of a label set, for the series lookup table. Collisions are
-/// resolved by comparing the labels, so the table stores no copy of them.
-fn labels_hash(labels: &[Label]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut hasher);
-    hasher.finish()
-}
-
 /// A tenant's in-memory series, index and metadata.
 #[derive(Debug, Default)]
 pub struct Head {
     series: Vec<MemSeries>,
-    /// Label-set hash → ids of the series with that hash (almost always one).
-    ids: HashMap<u64, Vec<u32>>,
+    /// Label-set hash → id of the first series with that hash. The labels
+    /// are compared on lookup, so the table keeps no copy of them.
+    ids: HashMap<u64, u32, FastBuild>,
+    /// Further series whose hash collides with one in `ids` (rare).
+    collisions: HashMap<u64, Vec<u32>, FastBuild>,
     index: LabelIndex,
     /// Metric family name → distinct (type, help, unit) entries.
     metadata: BTreeMap<String, Vec<MetricMetadata>>,
@@ -287,8 +282,10 @@ impl Head {
 
     /// The id of a label set, if the head has it.
     pub fn lookup(&self, labels: &[Label]) -> Option<u32> {
-        let candidates = self.ids.get(&labels_hash(labels))?;
-        candidates.iter().copied().find(|id| {
+        let hash = labels_hash(labels);
+        let first = self.ids.get(&hash).copied()?;
+        let others = self.collisions.get(&hash).into_iter().flatten().copied();
+        std::iter::once(first).chain(others).find(|id| {
             self.series
                 .get(*id as usize)
                 .is_some_and(|s| s.labels == labels)
@@ -317,7 +314,14 @@ impl Head {
             return Err(format!("series id {id} duplicates an existing series"));
         }
         self.index.add(id, &labels);
-        self.ids.entry(labels_hash(&labels)).or_default().push(id);
+        match self.ids.entry(labels_hash(&labels)) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(slot) => {
+                self.collisions.entry(*slot.key()).or_default().push(id);
+            }
+        }
         self.series.push(MemSeries::new(labels));
         Ok(())
     }

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod grpc;
+pub mod hash;
 pub mod head;
 pub mod index;
 pub mod metrics;

@@ -12,6 +12,7 @@ use strata_proto::wal::{
     wal_record,
 };
 
+use crate::hash::FastBuild;
 use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
 use crate::wal_codec;
@@ -147,8 +148,8 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
     let mut plan = WritePlan::default();
     // Series created by this very request, and the newest sample accepted so
     // far per series, so that order checks see earlier samples of the request.
-    let mut created: HashMap<&[Label], u32> = HashMap::new();
-    let mut pending_last: HashMap<u32, LastSample> = HashMap::new();
+    let mut created: HashMap<&[Label], u32, FastBuild> = HashMap::default();
+    let mut pending_last: HashMap<u32, LastSample, FastBuild> = HashMap::default();
     let mut next_id = head.next_id();
 
     for (index, series) in timeseries.iter().enumerate() {
