@@ -92,6 +92,7 @@ impl Frontend {
     }
 
     async fn run_query(&self, request: QueryRequest) -> Result<Response, ApiError> {
+        check_query_size(&request.query, self.config().limits.max_query_bytes)?;
         let Some(querier) = self.querier() else {
             return Err(ApiError::new(
                 strata_common::ErrorClass::Unavailable,
@@ -101,6 +102,20 @@ impl Frontend {
         let response = querier.query(request).await?;
         Ok(json_response(render_success(&response)))
     }
+}
+
+/// Refuses expressions longer than `limit` bytes (0 = no limit) before any work.
+fn check_query_size(query: &str, limit: usize) -> Result<(), ApiError> {
+    if limit > 0 && query.len() > limit {
+        return Err(ApiError::invalid_param(
+            "query",
+            format!(
+                "the query is {} bytes long, more than the limit of {limit} bytes (limits.max_query_bytes)",
+                query.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -306,6 +321,21 @@ mod tests {
         assert_eq!(format_timestamp(1_435_781_451_780), "1435781451.780");
         assert_eq!(format_timestamp(5), "0.005");
         assert_eq!(format_timestamp(-1500), "-1.500");
+    }
+
+    #[test]
+    fn long_queries_are_refused_before_evaluation() {
+        assert!(check_query_size("up", 2).is_ok());
+        assert!(check_query_size("up", 0).is_ok());
+        let error = check_query_size("sum(up)", 3).expect_err("too long");
+        assert_eq!(error.class, strata_common::ErrorClass::BadData);
+        assert!(
+            error
+                .message
+                .contains("7 bytes long, more than the limit of 3"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

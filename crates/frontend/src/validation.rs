@@ -26,6 +26,8 @@ pub struct LimitsConfig {
     /// Largest body once decompressed, checked against snappy's declared length
     /// before decompressing (413 beyond).
     pub max_decompressed_body_bytes: usize,
+    /// Longest PromQL expression accepted, in bytes (0 = no limit).
+    pub max_query_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -36,6 +38,7 @@ impl Default for LimitsConfig {
             max_label_value_length: 2048,
             max_request_body_bytes: 10 << 20,
             max_decompressed_body_bytes: 100 << 20,
+            max_query_bytes: 256 << 10,
         }
     }
 }

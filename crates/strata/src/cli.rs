@@ -91,6 +91,10 @@ pub struct Cli {
     #[arg(long = "limits.max-decompressed-body-bytes", value_name = "BYTES")]
     pub max_decompressed_body_bytes: Option<usize>,
 
+    /// Longest PromQL expression accepted in bytes, 0 for no limit [default: 262144].
+    #[arg(long = "limits.max-query-bytes", value_name = "BYTES")]
+    pub max_query_bytes: Option<usize>,
+
     /// Largest frame of a streamed remote-read response [default: 1048576].
     #[arg(long = "remote-read.max-bytes-in-frame", value_name = "BYTES")]
     pub max_bytes_in_frame: Option<usize>,
@@ -166,6 +170,7 @@ impl Cli {
             &mut c.limits.max_decompressed_body_bytes,
             &self.max_decompressed_body_bytes,
         );
+        set(&mut c.limits.max_query_bytes, &self.max_query_bytes);
         set(
             &mut c.remote_read.max_bytes_in_frame,
             &self.max_bytes_in_frame,
