@@ -262,9 +262,30 @@ impl Drop for CancelOnDrop {
 
 /// Parses a query, mapping the parser's errors to Prometheus' shape.
 pub(crate) fn parse(query: &str) -> Result<Box<Expr>, QueryError> {
-    let expr = parser::parse(query).map_err(QueryError::parse)?;
+    let expr = parser::parse(query).map_err(|e| positioned_parse_error(query, &e.to_string()))?;
     check(&expr)?;
     Ok(Box::new(expr))
+}
+
+/// A parse error in Prometheus' shape (`1:4: parse error: ...`).
+/// `promql-parser` reports no positions; errors about the input ending early
+/// are positioned where Prometheus puts them, at the end of the input, and
+/// an empty query says `unknown position` as Prometheus does. Other errors
+/// carry no position.
+fn positioned_parse_error(query: &str, message: &str) -> QueryError {
+    if query.trim().is_empty() {
+        return QueryError::Parse {
+            message: "unknown position: parse error: no expression found in input".to_owned(),
+        };
+    }
+    if message.contains("end of input") || message.contains("unclosed") {
+        let line = query.matches('\n').count() + 1;
+        let column = query.len() - query.rfind('\n').map_or(0, |i| i + 1) + 1;
+        return QueryError::Parse {
+            message: format!("{line}:{column}: parse error: {message}"),
+        };
+    }
+    QueryError::parse(message)
 }
 
 /// Checks the parser leaves to the engine.
@@ -404,4 +425,25 @@ fn plan(
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod parse_error_tests {
+    use super::*;
+
+    #[test]
+    fn errors_at_the_end_of_input_are_positioned_like_prometheus() {
+        let message = |q: &str| parse(q).expect_err(q).to_string();
+        assert!(
+            message("up{").starts_with("1:4: parse error: "),
+            "{}",
+            message("up{")
+        );
+        assert!(message("up offset").starts_with("1:10: parse error: "));
+        assert!(message("sum(\n  up").starts_with("2:5: parse error: "));
+        assert_eq!(
+            message(""),
+            "unknown position: parse error: no expression found in input"
+        );
+    }
 }

@@ -149,7 +149,7 @@ async fn errors_are_classified() {
     let q = MemoryQueryable::new();
     let err = instant(&q, "sum(", 0).await.expect_err("bad query");
     assert_eq!(err.class(), ErrorClass::BadData);
-    assert!(err.to_string().starts_with("parse error: "), "{err}");
+    assert!(err.to_string().starts_with("1:5: parse error: "), "{err}");
 
     let mut q = MemoryQueryable::new();
     q.add(vec![label("__name__", "a"), label("x", "1")], &[(0, 1.0)]);
