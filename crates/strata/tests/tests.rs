@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod crash;
+mod differential;
 mod prometheus_interop;
 mod roles;
 mod telemetry;
