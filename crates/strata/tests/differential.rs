@@ -120,7 +120,7 @@ fn stale() -> f64 {
 ///   version at 30 m (the old series ends with a stale marker).
 /// - `special_values{kind}`: ±Inf, NaN, -0, tiny and huge values.
 fn generate(base: i64) -> Vec<Generated> {
-    let mut rng = Rng(0x5eed_0f_d1ff);
+    let mut rng = Rng(0x0005_eed0_fd1f);
     let t = |k: i64| base + k * STEP_MS;
     let mut out = Vec::new();
 
@@ -651,6 +651,16 @@ struct Outcome {
     mismatch: Option<String>,
     /// Warnings/infos that differ (reported, never failed on).
     annotations: Option<String>,
+    /// What Prometheus answered: an error, an empty or a non-empty result.
+    kind: AnswerKind,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum AnswerKind {
+    #[default]
+    Error,
+    Empty,
+    Data,
 }
 
 type LabelSet = BTreeMap<String, String>;
@@ -946,6 +956,14 @@ fn compare(prometheus: &Answer, strata: &Answer, ordered: bool) -> Outcome {
             s_notes.iter().collect::<Vec<_>>()
         ));
     }
+    if p["status"] == "success" {
+        let result = &p["data"]["result"];
+        outcome.kind = if result.as_array().is_some_and(Vec::is_empty) {
+            AnswerKind::Empty
+        } else {
+            AnswerKind::Data
+        };
+    }
     let result = (|| -> Result<(), String> {
         if p_status != s_status || p["status"] != s["status"] {
             return Err(format!(
@@ -1044,7 +1062,7 @@ fn differential_promql_matches_prometheus() {
             prometheus.log()
         );
     }
-    println!(
+    eprintln!(
         "differential: pushed {} series, {samples} samples in {} requests to both ({:.1?})",
         series.len(),
         requests.len(),
@@ -1104,6 +1122,7 @@ fn differential_promql_matches_prometheus() {
     let mut unexpected: Vec<String> = Vec::new();
     let mut now_matching: Vec<&str> = Vec::new();
     let mut annotation_differences = 0;
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     let mut annotation_examples: Vec<String> = Vec::new();
     for (query, results) in queries.iter().zip(&outcomes) {
         let listed = known.get(query.as_str());
@@ -1114,6 +1133,12 @@ fn differential_promql_matches_prometheus() {
             .collect();
         matched += results.len() - mismatches.len();
         for (mode, outcome) in modes.iter().zip(results) {
+            let kind = match outcome.kind {
+                AnswerKind::Error => "errors",
+                AnswerKind::Empty => "empty results",
+                AnswerKind::Data => "non-empty results",
+            };
+            *kinds.entry(kind).or_default() += 1;
             if let Some(note) = &outcome.annotations {
                 annotation_differences += 1;
                 if verbose || annotation_examples.len() < 5 {
@@ -1127,9 +1152,9 @@ fn differential_promql_matches_prometheus() {
                 known_queries += 1;
                 known_mismatches += mismatches.len();
                 if verbose {
-                    println!("known difference: {query}  # {reason}");
+                    eprintln!("known difference: {query}  # {reason}");
                     for (mode, why) in &mismatches {
-                        println!("    [{}] {why}", mode.name());
+                        eprintln!("    [{}] {why}", mode.name());
                     }
                 }
             }
@@ -1147,24 +1172,24 @@ fn differential_promql_matches_prometheus() {
     if filter.is_none() {
         for query in known.keys() {
             if !all.contains(query.as_str()) {
-                println!("known-differences.txt lists a query not in queries.txt: {query}");
+                eprintln!("known-differences.txt lists a query not in queries.txt: {query}");
             }
         }
     }
     for query in &now_matching {
-        println!("known difference now matches (trim known-differences.txt): {query}");
+        eprintln!("known difference now matches (trim known-differences.txt): {query}");
     }
     if annotation_differences > 0 {
-        println!(
+        eprintln!(
             "warnings/infos differ in {annotation_differences} answers (not failed on), e.g.:\n{}",
             annotation_examples.join("\n")
         );
     }
     for text in &unexpected {
-        println!("MISMATCH {text}");
+        eprintln!("MISMATCH {text}");
     }
     let total = queries.len() * modes.len();
-    println!(
+    eprintln!(
         "differential: {} queries × {} modes = {total} comparisons: {matched} matched, \
          {known_mismatches} known differences ({known_queries} queries listed), \
          {} unexpected mismatches ({} queries); {:.1?}",
@@ -1174,6 +1199,7 @@ fn differential_promql_matches_prometheus() {
         unexpected.len(),
         started.elapsed()
     );
+    eprintln!("differential: Prometheus answered {kinds:?}");
     assert!(
         unexpected.is_empty(),
         "{} queries differ from Prometheus and are not in known-differences.txt:\n{}",
