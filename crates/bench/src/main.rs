@@ -3,11 +3,13 @@
 //! `strata-bench ingest` pushes a deterministic node_exporter-like workload
 //! by remote write 1.0 and reports samples/s and resident memory per active
 //! series, for Strata and for Prometheus' own receiver on the same data.
-//! See docs/benchmarks.md.
+//! `strata-bench query` times PromQL range queries on both, on identical
+//! data, and compares the answers. See docs/benchmarks.md.
 
 #![allow(clippy::print_stdout)]
 
 mod encode;
+mod query;
 mod send;
 mod target;
 mod workload;
@@ -42,6 +44,10 @@ enum Command {
     /// Without --url it starts the target(s) itself, each with an empty
     /// temporary data directory, one after the other on the same data.
     Ingest(IngestArgs),
+
+    /// PromQL range-query wall time and peak RSS, Strata next to Prometheus
+    /// on identical data, answers compared.
+    Query(query::QueryArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +142,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest(&args),
+        Command::Query(args) => query::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
