@@ -344,16 +344,30 @@ fn top_bottom(
         }
         for g in group_order {
             let members = &mut per_group[g];
-            members.sort_by(|a, b| {
-                if better(a.1, b.1) {
+            // Rank by value, ties by arrival: a total order, so selecting the
+            // k best and sorting only those equals a full stable sort's top k.
+            let mut ranked: Vec<(usize, usize, f64)> = members
+                .iter()
+                .enumerate()
+                .map(|(arrival, &(si, f))| (arrival, si, f))
+                .collect();
+            let rank = |a: &(usize, usize, f64), b: &(usize, usize, f64)| {
+                if better(a.2, b.2) {
                     std::cmp::Ordering::Less
-                } else if better(b.1, a.1) {
+                } else if better(b.2, a.2) {
                     std::cmp::Ordering::Greater
                 } else {
-                    std::cmp::Ordering::Equal
+                    a.0.cmp(&b.0)
                 }
-            });
-            for &(si, f) in members.iter().take(k) {
+            };
+            if ranked.len() > k {
+                ranked.select_nth_unstable_by(k - 1, rank);
+                ranked.truncate(k);
+            }
+            ranked.sort_unstable_by(rank);
+            members.clear();
+            members.extend(ranked.into_iter().map(|(_, si, f)| (si, f)));
+            for &(si, f) in members.iter() {
                 out[si].points.push((i, f));
                 if i == 0 {
                     order.push(si);
