@@ -320,8 +320,9 @@ fn top_bottom(
     let mut order: Vec<usize> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let kf = ks.get(i).copied().unwrap_or(f64::NAN);
+        // Prometheus 3.5 selects nothing at a step whose k is NaN.
         if kf.is_nan() {
-            return Err(QueryError::exec("Parameter value is NaN"));
+            continue;
         }
         if kf >= 9.223_372_036_854_776e18 {
             return Err(QueryError::exec(format!(

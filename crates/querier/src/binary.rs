@@ -40,7 +40,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, grid: &Grid) -> Resul
         (Val::Vector(l), Val::Vector(r)) => {
             if matches!(op, T_LAND | T_LOR | T_LUNLESS) {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
-                return Ok(Val::Vector(set_op(op, l, r, matching, grid.len())));
+                return Ok(Val::Vector(set_op(op, l, r, matching, grid.len())?));
             }
             vector_vector(op, l, r, b, return_bool, grid.len())
         }
@@ -160,7 +160,7 @@ fn set_op(
     rhs: Vec<VSeries>,
     matching: Option<&LabelModifier>,
     n: usize,
-) -> Vec<VSeries> {
+) -> Result<Vec<VSeries>, QueryError> {
     let mut ids = HashMap::new();
     let lsig = sig_ids(&lhs, matching, &mut ids);
     let rsig = sig_ids(&rhs, matching, &mut ids);
@@ -190,7 +190,7 @@ fn set_op(
                 }
             }
             out_l.retain(|s| !s.points.is_empty());
-            out_l
+            Ok(out_l)
         }
         _ => {
             let mut present_l = vec![usize::MAX; nsig];
@@ -213,8 +213,9 @@ fn set_op(
                 }
             }
             out_l.extend(out_r);
-            out_l.retain(|s| !s.points.is_empty());
-            out_l
+            // Over a range, one label set may come from the left at some steps
+            // and from the right at others: it is still one series.
+            merge_duplicates(out_l)
         }
     }
 }

@@ -139,11 +139,14 @@ impl Engine {
         let expr = parse(query)?;
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
+            // A bad parameter, not an execution error: 400 `bad_data` as in Prometheus.
             other => {
-                return Err(QueryError::exec(format!(
-                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                    type_name(other)
-                )));
+                return Err(QueryError::Parse {
+                    message: format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        type_name(other)
+                    ),
+                });
             }
         }
         let grid = Grid {

@@ -158,7 +158,18 @@ pub(crate) fn call(
             let w = &samples[lo..hi];
             let value = if counter_check {
                 let correction = if hi > lo {
-                    resets[hi - 1] - resets[lo]
+                    let from_sums = resets[hi - 1] - resets[lo];
+                    if from_sums.is_finite() {
+                        from_sums
+                    } else {
+                        // Infinite values make the prefix sums useless (Inf - Inf):
+                        // add this window's reset corrections directly.
+                        samples[lo..hi]
+                            .windows(2)
+                            .filter(|p| p[1].1 < p[0].1)
+                            .map(|p| p[0].1)
+                            .sum()
+                    }
                 } else {
                     0.0
                 };
