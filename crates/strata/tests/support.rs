@@ -249,7 +249,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
         let child = Command::new(require_prometheus())
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(extra)
             .stdout(Stdio::null())
@@ -263,9 +266,16 @@ impl Prometheus {
         };
         let url = prometheus.url("/-/ready");
         let agent = agent();
-        wait_until("prometheus to become ready", Duration::from_secs(60), || {
-            agent.get(&url).call().is_ok_and(|r| r.status().as_u16() == 200)
-        });
+        wait_until(
+            "prometheus to become ready",
+            Duration::from_secs(60),
+            || {
+                agent
+                    .get(&url)
+                    .call()
+                    .is_ok_and(|r| r.status().as_u16() == 200)
+            },
+        );
         prometheus
     }
 
