@@ -291,6 +291,29 @@ fn positioned_parse_error(query: &str, message: &str) -> QueryError {
     QueryError::parse(message)
 }
 
+/// `promql-parser` folds `-1` into a number literal after its argument type
+/// check, so `ln(-1)` gets through where Prometheus refuses a scalar at parse
+/// time; refuse a scalar where an instant vector is expected here.
+fn check_scalar_argument(
+    function: &str,
+    expected: &[ValueType],
+    index: usize,
+    arg: &Expr,
+) -> Result<(), QueryError> {
+    let Some(expected) = expected.get(index).or(expected.last()).copied() else {
+        return Ok(());
+    };
+    let actual = arg.value_type();
+    if expected == ValueType::Vector && actual == ValueType::Scalar {
+        return Err(QueryError::parse(format!(
+            "expected type {} in call to function \"{function}\", got {}",
+            type_name(expected),
+            type_name(actual)
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the parser leaves to the engine.
 fn check(expr: &Expr) -> Result<(), QueryError> {
     match expr {
@@ -301,7 +324,8 @@ fn check(expr: &Expr) -> Result<(), QueryError> {
                     call.func.name
                 )));
             }
-            for arg in &call.args.args {
+            for (i, arg) in call.args.args.iter().enumerate() {
+                check_scalar_argument(call.func.name, &call.func.arg_types, i, arg)?;
                 check(arg)?;
             }
             Ok(())
@@ -433,6 +457,18 @@ fn plan(
 #[cfg(test)]
 mod parse_error_tests {
     use super::*;
+
+    #[test]
+    fn a_negated_scalar_is_not_an_instant_vector() {
+        let message = parse("ln(-1)").expect_err("scalar argument").to_string();
+        assert_eq!(
+            message,
+            "parse error: expected type instant vector in call to function \"ln\", got scalar"
+        );
+        assert!(parse("ln(-up)").is_ok());
+        assert!(parse("clamp(up, -1, 1)").is_ok());
+        assert!(parse("round(up, -1)").is_ok());
+    }
 
     #[test]
     fn errors_at_the_end_of_input_are_positioned_like_prometheus() {
