@@ -265,9 +265,64 @@ impl Drop for CancelOnDrop {
 
 /// Parses a query, mapping the parser's errors to Prometheus' shape.
 pub(crate) fn parse(query: &str) -> Result<Box<Expr>, QueryError> {
-    let expr = parser::parse(query).map_err(|e| positioned_parse_error(query, &e.to_string()))?;
+    let rewritten = raw_strings_to_quoted(query);
+    let expr =
+        parser::parse(&rewritten).map_err(|e| positioned_parse_error(query, &e.to_string()))?;
     check(&expr)?;
     Ok(Box::new(expr))
+}
+
+/// Rewrites PromQL raw strings (`` `a\b` ``) as double-quoted strings with
+/// their backslashes and quotes escaped: `promql-parser` applies escape
+/// sequences inside backticks, Prometheus (like Go) does not. Quoted strings
+/// and `#` comments are copied untouched.
+fn raw_strings_to_quoted(query: &str) -> std::borrow::Cow<'_, str> {
+    if !query.contains('`') {
+        return std::borrow::Cow::Borrowed(query);
+    }
+    let mut out = String::with_capacity(query.len() + 8);
+    let mut chars = query.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                out.push(c);
+                while let Some(d) = chars.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some(escaped) = chars.next() {
+                            out.push(escaped);
+                        }
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '`' => {
+                out.push('"');
+                for d in chars.by_ref() {
+                    match d {
+                        '`' => break,
+                        '\\' => out.push_str("\\\\"),
+                        '"' => out.push_str("\\\""),
+                        '\n' => out.push_str("\\n"),
+                        other => out.push(other),
+                    }
+                }
+                out.push('"');
+            }
+            other => out.push(other),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A parse error in Prometheus' shape (`1:4: parse error: ...`).
@@ -457,6 +512,21 @@ fn plan(
 #[cfg(test)]
 mod parse_error_tests {
     use super::*;
+
+    #[test]
+    fn raw_strings_keep_their_backslashes() {
+        assert_eq!(
+            raw_strings_to_quoted(r#"`raw \string`"#),
+            r#""raw \\string""#
+        );
+        assert_eq!(
+            raw_strings_to_quoted(r#"{a=~`\d+"x`}"#),
+            r#"{a=~"\\d+\"x"}"#
+        );
+        assert_eq!(raw_strings_to_quoted(r#"{a="`"} # `c"#), r#"{a="`"} # `c"#);
+        assert_eq!(raw_strings_to_quoted("up"), "up");
+        assert!(parse(r#"`raw \string`"#).is_ok());
+    }
 
     #[test]
     fn a_negated_scalar_is_not_an_instant_vector() {
