@@ -36,7 +36,7 @@ impl Frontend {
             lookback_delta_ms: optional_duration(params, "lookback_delta")?,
             timeout_ms: optional_duration(params, "timeout")?,
         };
-        self.run_query(request).await
+        self.run_query(request, wants_stats(params)).await
     }
 
     pub(crate) async fn range_query(
@@ -88,10 +88,10 @@ impl Frontend {
             lookback_delta_ms: optional_duration(params, "lookback_delta")?,
             timeout_ms: optional_duration(params, "timeout")?,
         };
-        self.run_query(request).await
+        self.run_query(request, wants_stats(params)).await
     }
 
-    async fn run_query(&self, request: QueryRequest) -> Result<Response, ApiError> {
+    async fn run_query(&self, request: QueryRequest, stats: bool) -> Result<Response, ApiError> {
         check_query_size(&request.query, self.config().limits.max_query_bytes)?;
         let Some(querier) = self.querier() else {
             return Err(ApiError::new(
@@ -99,9 +99,40 @@ impl Frontend {
                 "no querier is configured for this frontend",
             ));
         };
+        let started = std::time::Instant::now();
         let response = querier.query(request).await?;
-        Ok(json_response(render_success(&response)))
+        let stats = stats.then(|| QueryStats {
+            seconds: started.elapsed().as_secs_f64(),
+            total_queryable_samples: response.total_queryable_samples,
+            peak_samples: response.peak_samples,
+        });
+        Ok(json_response(render_success(&response, stats.as_ref())))
     }
+}
+
+/// Whether the request asked for `stats` (any non-empty value, as Prometheus).
+fn wants_stats(params: &Params) -> bool {
+    params.get("stats").is_some()
+}
+
+/// What `stats=true` reports: Prometheus' shape. The querier runs in one
+/// phase here, so every evaluation timing is the query's wall time and the
+/// queue and preparation times are zero; samples are those the selectors
+/// loaded. (`stats=all`'s per-step counts are not produced yet.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueryStats {
+    seconds: f64,
+    total_queryable_samples: u64,
+    peak_samples: u64,
+}
+
+fn write_stats(out: &mut String, stats: &QueryStats) {
+    let t = stats.seconds;
+    let _ = write!(
+        out,
+        r#","stats":{{"timings":{{"evalTotalTime":{t},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{t},"execQueueTime":0,"execTotalTime":{t}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}"#,
+        stats.total_queryable_samples, stats.peak_samples
+    );
 }
 
 /// Refuses expressions longer than `limit` bytes (0 = no limit) before any work.
@@ -152,7 +183,7 @@ fn json_response(body: String) -> Response {
 
 /// `{"status":"success","data":{"resultType":...,"result":...}}` plus
 /// warnings and infos, written by hand so numbers come out as Prometheus'.
-pub(crate) fn render_success(response: &QueryResponse) -> String {
+pub(crate) fn render_success(response: &QueryResponse, stats: Option<&QueryStats>) -> String {
     let mut out = String::from(r#"{"status":"success","data":{"resultType":"#);
     match &response.result {
         Some(query_response::Result::Scalar(s)) => {
@@ -200,6 +231,9 @@ pub(crate) fn render_success(response: &QueryResponse) -> String {
             out.push(']');
         }
         None => out.push_str(r#""vector","result":[]"#),
+    }
+    if let Some(stats) = stats {
+        write_stats(&mut out, stats);
     }
     out.push('}');
     write_annotations(&mut out, "warnings", &response.warnings);
@@ -324,6 +358,45 @@ mod tests {
     }
 
     #[test]
+    fn stats_have_prometheus_shape() {
+        let response = QueryResponse {
+            result: Some(query_response::Result::Scalar(Scalar {
+                timestamp_ms: 4000,
+                value: 2.0,
+            })),
+            ..Default::default()
+        };
+        let stats = QueryStats {
+            seconds: 0.5,
+            total_queryable_samples: 7,
+            peak_samples: 3,
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&render_success(&response, Some(&stats))).expect("valid json");
+        let data = &json["data"];
+        assert_eq!(data["result"], serde_json::json!([4, "2"]));
+        assert_eq!(data["stats"]["samples"]["totalQueryableSamples"], 7);
+        assert_eq!(data["stats"]["samples"]["peakSamples"], 3);
+        assert_eq!(data["stats"]["timings"]["execTotalTime"], 0.5);
+        let keys: Vec<&String> = data["stats"]["timings"]
+            .as_object()
+            .expect("object")
+            .keys()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "evalTotalTime",
+                "resultSortTime",
+                "queryPreparationTime",
+                "innerEvalTime",
+                "execQueueTime",
+                "execTotalTime"
+            ]
+        );
+    }
+
+    #[test]
     fn long_queries_are_refused_before_evaluation() {
         assert!(check_query_size("up", 2).is_ok());
         assert!(check_query_size("up", 0).is_ok());
@@ -348,7 +421,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            render_success(&response),
+            render_success(&response, None),
             r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#
         );
     }

@@ -55,6 +55,8 @@ impl LocalQuerier {
 struct TenantStore<'a> {
     store: &'a dyn StoreApi,
     tenant: &'a str,
+    /// Samples loaded by the query's selectors (for `stats`).
+    loaded: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait]
@@ -83,6 +85,8 @@ impl Queryable for TenantStore<'_> {
                     .map_err(|e| QueryError::Storage(format!("corrupt chunk: {e}")))?;
                 floats.extend(samples);
             }
+            self.loaded
+                .fetch_add(floats.len() as u64, std::sync::atomic::Ordering::Relaxed);
             out.push(SeriesData {
                 labels: series.labels,
                 floats,
@@ -99,6 +103,7 @@ impl QueryApi for LocalQuerier {
         let store = TenantStore {
             store: self.store.as_ref(),
             tenant: &request.tenant,
+            loaded: std::sync::atomic::AtomicU64::new(0),
         };
         let output = if request.step_ms == 0 {
             engine
@@ -115,6 +120,7 @@ impl QueryApi for LocalQuerier {
                 )
                 .await
         };
+        let loaded = store.loaded.load(std::sync::atomic::Ordering::Relaxed);
         let output = output.map_err(|error| {
             let message = match &error {
                 QueryError::Parse { .. } => format!("invalid parameter \"query\": {error}"),
@@ -126,7 +132,9 @@ impl QueryApi for LocalQuerier {
             result: Some(to_wire(output.value)),
             warnings: output.warnings,
             infos: output.infos,
-            ..Default::default()
+            total_queryable_samples: loaded,
+            // Every selector's samples are held at once during evaluation.
+            peak_samples: loaded,
         })
     }
 }
