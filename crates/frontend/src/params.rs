@@ -155,7 +155,10 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     }
     let offset_seconds = match rest {
         "Z" | "z" => 0,
+        // ASCII first: the byte slices below must fall on char boundaries
+        // (found by the selector_params fuzz target).
         _ if rest.len() == 6
+            && rest.is_ascii()
             && (rest.starts_with('+') || rest.starts_with('-'))
             && &rest[3..4] == ":" =>
         {
@@ -216,6 +219,10 @@ mod tests {
         assert_eq!(parse_time("2015-13-01T00:00:00Z"), None);
         assert_eq!(parse_time(MAX_TIME_FORMATTED), Some(MAX_TIME_MS));
         assert_eq!(parse_time(MIN_TIME_FORMATTED), Some(MIN_TIME_MS));
+        // Regression (fuzz/artifacts-found/selector_params): a multi-byte
+        // character in the offset must not panic.
+        assert_eq!(parse_time("2015-07-01T20:10:51+aéxy"), None);
+        assert_eq!(parse_time("2015-07-01T22:10:51+\u{fffd}]0"), None);
     }
 
     #[test]
