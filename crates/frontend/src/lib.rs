@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -170,14 +170,27 @@ impl Frontend {
     }
 }
 
-/// Parameters from the URL and, for form posts, the body.
-async fn params(
-    query: Option<String>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<params::Params, ApiError> {
-    let body = remote_write::read_body(body, 8 << 20).await?;
-    Ok(params::Params::new(query.as_deref(), headers, &body))
+/// A Prometheus API request: its headers and its parameters, read from the
+/// URL and, for form posts, the body.
+struct ApiRequest {
+    headers: HeaderMap,
+    params: params::Params,
+}
+
+impl<S: Send + Sync> FromRequest<S> for ApiRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let body = remote_write::read_body(body, 8 << 20)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let params = params::Params::new(parts.uri.query(), &parts.headers, &body);
+        Ok(ApiRequest {
+            headers: parts.headers,
+            params,
+        })
+    }
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {
@@ -192,85 +205,32 @@ async fn remote_read(State(fe): State<Frontend>, headers: HeaderMap, body: Body)
     fe.remote_read(&headers, body).await
 }
 
-async fn series(
-    State(fe): State<Frontend>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async { fe.series(&headers, &params(q, &headers, body).await?).await }.await;
-    respond(result)
+async fn series(State(fe): State<Frontend>, r: ApiRequest) -> Response {
+    respond(fe.series(&r.headers, &r.params).await)
 }
 
-async fn instant_query(
-    State(fe): State<Frontend>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        fe.instant_query(&headers, &params(q, &headers, body).await?)
-            .await
-    }
-    .await;
-    respond(result)
+async fn instant_query(State(fe): State<Frontend>, r: ApiRequest) -> Response {
+    respond(fe.instant_query(&r.headers, &r.params).await)
 }
 
-async fn range_query(
-    State(fe): State<Frontend>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        fe.range_query(&headers, &params(q, &headers, body).await?)
-            .await
-    }
-    .await;
-    respond(result)
+async fn range_query(State(fe): State<Frontend>, r: ApiRequest) -> Response {
+    respond(fe.range_query(&r.headers, &r.params).await)
 }
 
-async fn labels(
-    State(fe): State<Frontend>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        fe.label_names(&headers, &params(q, &headers, body).await?)
-            .await
-    }
-    .await;
-    respond(result)
+async fn labels(State(fe): State<Frontend>, r: ApiRequest) -> Response {
+    respond(fe.label_names(&r.headers, &r.params).await)
 }
 
 async fn label_values(
     State(fe): State<Frontend>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    r: ApiRequest,
 ) -> Response {
-    let result = async {
-        fe.label_values(&headers, &params(q, &headers, body).await?, &name)
-            .await
-    }
-    .await;
-    respond(result)
+    respond(fe.label_values(&r.headers, &r.params, &name).await)
 }
 
-async fn metadata(
-    State(fe): State<Frontend>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        fe.metadata(&headers, &params(q, &headers, body).await?)
-            .await
-    }
-    .await;
-    respond(result)
+async fn metadata(State(fe): State<Frontend>, r: ApiRequest) -> Response {
+    respond(fe.metadata(&r.headers, &r.params).await)
 }
 
 async fn ready(State(fe): State<Frontend>) -> Response {
