@@ -26,13 +26,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde_json::Value;
 use strata_proto::STALE_NAN_BITS;
 use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 
-use crate::support::{Prometheus, Strata, encode_write};
+use crate::support::{Prometheus, Strata, encode, encode_write, now_ms, seconds};
 
 /// Nominal scrape interval of the generated data.
 const STEP_MS: i64 = 15_000;
@@ -543,31 +543,6 @@ fn modes(base: i64, end: i64) -> Vec<Mode> {
             step_s: 37,
         },
     ]
-}
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since.as_millis()).expect("time fits i64")
-}
-
-/// Milliseconds as the API's float seconds (`1712345678.123`).
-fn seconds(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
-
-/// Percent-encodes a form value.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
 }
 
 /// Whether Prometheus guarantees the order of an instant query's result:

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use serde_json::Value;
@@ -15,7 +15,9 @@ use strata_proto::prometheus::{
     WriteRequest, chunk, label_matcher, read_request::ResponseType,
 };
 
-use crate::support::{Prometheus, Strata, agent, free_port, get_json, push, wait_until};
+use crate::support::{
+    Prometheus, Strata, agent, encode, free_port, get_json, now_ms, push, seconds, wait_until,
+};
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -29,31 +31,6 @@ type LabelSet = BTreeMap<String, String>;
 
 /// One series and its samples; values as bits so NaNs compare exactly.
 type ReadSeries = (LabelSet, Vec<(i64, u64)>);
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since.as_millis()).expect("time fits i64")
-}
-
-/// Milliseconds as the API's float seconds (`1712345678.123`).
-fn seconds(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
-
-/// Percent-encodes a query-string value.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
 
 fn labels(pairs: &[(&str, &str)]) -> LabelSet {
     pairs
