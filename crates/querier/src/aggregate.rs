@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
+use crate::eval::matched_labels;
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
     T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
-use strata_common::labels::METRIC_NAME;
 use strata_proto::prometheus::Label;
 
 use crate::QueryError;
@@ -41,17 +41,9 @@ pub(crate) fn format_float(v: f64) -> String {
 /// The labels of the group a series falls into.
 fn group_labels(labels: &[Label], modifier: Option<&LabelModifier>) -> Vec<Label> {
     match modifier {
-        Some(LabelModifier::Include(names)) => labels
-            .iter()
-            .filter(|l| names.labels.contains(&l.name))
-            .cloned()
-            .collect(),
-        Some(LabelModifier::Exclude(names)) => labels
-            .iter()
-            .filter(|l| l.name != METRIC_NAME && !names.labels.contains(&l.name))
-            .cloned()
-            .collect(),
+        // No `by`/`without`: everything aggregates into one group.
         None => Vec::new(),
+        Some(_) => matched_labels(labels, modifier).cloned().collect(),
     }
 }
 

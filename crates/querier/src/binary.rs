@@ -8,11 +8,13 @@ use promql_parser::parser::token::{
     T_MUL, T_NEQ, T_POW, T_SUB, TokenId,
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
-use strata_common::labels::{self, METRIC_NAME};
+use strata_common::labels;
 use strata_proto::prometheus::Label;
 
 use crate::QueryError;
-use crate::eval::{Evaluator, Grid, VSeries, Val, by_step, drop_name, merge_duplicates, set_label};
+use crate::eval::{
+    Evaluator, Grid, VSeries, Val, by_step, drop_name, matched_labels, merge_duplicates, set_label,
+};
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, grid: &Grid) -> Result<Val, QueryError> {
     let op = b.op.id();
@@ -122,20 +124,7 @@ fn signature(labels: &[Label], matching: Option<&LabelModifier>) -> String {
         key.push_str(&l.value);
         key.push('\u{ff}');
     };
-    match matching {
-        Some(LabelModifier::Include(names)) => labels
-            .iter()
-            .filter(|l| names.labels.contains(&l.name))
-            .for_each(&mut push),
-        Some(LabelModifier::Exclude(names)) => labels
-            .iter()
-            .filter(|l| l.name != METRIC_NAME && !names.labels.contains(&l.name))
-            .for_each(&mut push),
-        None => labels
-            .iter()
-            .filter(|l| l.name != METRIC_NAME)
-            .for_each(&mut push),
-    }
+    matched_labels(labels, matching).for_each(&mut push);
     key
 }
 
@@ -222,23 +211,7 @@ fn set_op(
 
 fn matching_labels_display(labels: &[Label], b: &BinaryExpr) -> String {
     let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
-    let kept: Vec<Label> = match matching {
-        Some(LabelModifier::Include(names)) => labels
-            .iter()
-            .filter(|l| names.labels.contains(&l.name))
-            .cloned()
-            .collect(),
-        Some(LabelModifier::Exclude(names)) => labels
-            .iter()
-            .filter(|l| l.name != METRIC_NAME && !names.labels.contains(&l.name))
-            .cloned()
-            .collect(),
-        None => labels
-            .iter()
-            .filter(|l| l.name != METRIC_NAME)
-            .cloned()
-            .collect(),
-    };
+    let kept: Vec<Label> = matched_labels(labels, matching).cloned().collect();
     labels::format(&kept)
 }
 

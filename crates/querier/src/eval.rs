@@ -453,6 +453,23 @@ pub(crate) fn set_label(labels: &mut Vec<Label>, name: &str, value: &str) {
 }
 
 /// Transposes series-major points into, per step, `(series index, value)`.
+/// The labels `on(...)`/`by(...)` keep, or all but those `ignoring(...)`/
+/// `without(...)` name (and the metric name); no modifier keeps all but the
+/// metric name (vector matching's default).
+pub(crate) fn matched_labels<'a>(
+    labels: &'a [Label],
+    modifier: Option<&'a promql_parser::parser::LabelModifier>,
+) -> impl Iterator<Item = &'a Label> + 'a {
+    use promql_parser::parser::LabelModifier;
+    labels.iter().filter(move |l| match modifier {
+        Some(LabelModifier::Include(names)) => names.labels.contains(&l.name),
+        Some(LabelModifier::Exclude(names)) => {
+            l.name != METRIC_NAME && !names.labels.contains(&l.name)
+        }
+        None => l.name != METRIC_NAME,
+    })
+}
+
 pub(crate) fn by_step(series: &[VSeries], n: usize) -> Vec<Vec<(usize, f64)>> {
     let mut steps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
     for (si, s) in series.iter().enumerate() {
