@@ -3,6 +3,7 @@
 //! Prometheus XOR chunk encoding (a wire format: remote read ships it).
 
 pub mod chunk;
+pub mod compact_chunk;
 pub mod duration;
 pub mod error;
 pub mod labels;
