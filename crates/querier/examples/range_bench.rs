@@ -131,7 +131,10 @@ fn digest(value: &Value) -> (usize, usize, u64) {
             let mut points = 0;
             for s in series {
                 for l in &s.labels {
-                    l.name.bytes().chain(l.value.bytes()).for_each(|b| mix(u64::from(b)));
+                    l.name
+                        .bytes()
+                        .chain(l.value.bytes())
+                        .for_each(|b| mix(u64::from(b)));
                 }
                 for &(t, v) in &s.points {
                     mix(t as u64);
@@ -145,6 +148,27 @@ fn digest(value: &Value) -> (usize, usize, u64) {
     }
 }
 
+/// CPU time of this process so far (all threads), in seconds, from
+/// `/proc/self/stat` (clock ticks, assumed 100 per second); 0 elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at state.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let series: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
@@ -153,7 +177,10 @@ fn main() {
     let built = Instant::now();
     let q = build(series);
     eprintln!("built {series} counters in {:.2?}", built.elapsed());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => panic!("tokio runtime: {e}"),
     };
@@ -165,12 +192,14 @@ fn main() {
         }
         let mut times = Vec::with_capacity(repeat);
         let mut last = None;
+        let cpu_before = cpu_seconds();
         for _ in 0..repeat.max(1) {
             let started = Instant::now();
             let out = runtime.block_on(engine.range(&q, query, START_MS, end, INTERVAL_MS));
             times.push(started.elapsed().as_secs_f64());
             last = Some(out);
         }
+        let cpu = (cpu_seconds() - cpu_before) / repeat.max(1) as f64;
         times.sort_by(f64::total_cmp);
         let (n, points, h) = match &last {
             Some(Ok(out)) => digest(&out.value),
@@ -178,7 +207,7 @@ fn main() {
             None => (0, 0, 0),
         };
         println!(
-            "{:>8.4}s median {:>8.4}s min  {n:>6} series {points:>8} points  digest {h:016x}  {query}",
+            "{:>8.4}s median {:>8.4}s min {cpu:>7.3}s cpu  {n:>6} series {points:>8} points  digest {h:016x}  {query}",
             times[times.len() / 2],
             times[0],
         );

@@ -1,6 +1,7 @@
 //! Aggregation operators with `by` / `without`.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use crate::eval::matched_labels;
 use promql_parser::parser::token::{
@@ -38,23 +39,62 @@ pub(crate) fn format_float(v: f64) -> String {
     }
 }
 
-/// The labels of the group a series falls into.
-fn group_labels(labels: &[Label], modifier: Option<&LabelModifier>) -> Vec<Label> {
-    match modifier {
-        // No `by`/`without`: everything aggregates into one group.
-        None => Vec::new(),
-        Some(_) => matched_labels(labels, modifier).cloned().collect(),
-    }
+/// Series grouped by their grouping labels, computed once per series (not
+/// per step): a group's members are in series order, so per step each group
+/// still sees its values in the order a step-by-step evaluation would.
+pub(crate) struct Groups {
+    /// Per group: its labels (empty without `by`/`without`).
+    pub labels: Vec<Vec<Label>>,
+    /// Per group: indices of its series, ascending.
+    pub members: Vec<Vec<usize>>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Groups the series that have points, in order of first appearance. Keys
+/// are looked up by a hash of the grouping labels, computed without
+/// building the label set; equal hashes compare the labels themselves.
+pub(crate) fn group_series(series: &[VSeries], modifier: Option<&LabelModifier>) -> Groups {
+    let mut groups = Groups {
+        labels: Vec::new(),
+        members: Vec::new(),
+    };
+    // Hash -> groups with that hash (almost always one).
+    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (si, s) in series.iter().enumerate() {
+        if s.points.is_empty() {
+            continue;
+        }
+        // No `by`/`without`: everything aggregates into one group.
+        let key = || matched_labels(&s.labels, modifier).filter(|_| modifier.is_some());
+        let mut hasher = std::hash::DefaultHasher::new();
+        for l in key() {
+            l.name.hash(&mut hasher);
+            l.value.hash(&mut hasher);
+        }
+        let candidates = by_hash.entry(hasher.finish()).or_default();
+        let found = candidates
+            .iter()
+            .copied()
+            .find(|&g| key().eq(groups.labels[g].iter()));
+        match found {
+            Some(g) => groups.members[g].push(si),
+            None => {
+                candidates.push(groups.labels.len());
+                groups.labels.push(key().cloned().collect());
+                groups.members.push(vec![si]);
+            }
+        }
+    }
+    groups
+}
+
+/// One group's running aggregate at one step.
+#[derive(Debug, Clone, Copy, Default)]
 struct Acc {
     count: f64,
     value: f64,
     c: f64,
     mean: f64,
     incremental: bool,
-    values: Vec<f64>,
 }
 
 pub(crate) fn eval(
@@ -78,33 +118,19 @@ pub(crate) fn eval(
         }
     }
     let series = ev.eval_vector(&a.expr, grid)?;
-    let mut group_index: HashMap<Vec<Label>, usize> = HashMap::new();
-    let mut groups: Vec<Vec<Label>> = Vec::new();
-    let group_of: Vec<usize> = series
-        .iter()
-        .map(|s| {
-            let key = group_labels(&s.labels, modifier);
-            *group_index.entry(key.clone()).or_insert_with(|| {
-                groups.push(key);
-                groups.len() - 1
-            })
-        })
-        .collect();
-    let steps = by_step(&series, n);
+    let groups = group_series(&series, modifier);
 
     match op {
         T_TOPK | T_BOTTOMK => {
             let ks = param.unwrap_or_default();
-            return top_bottom(op == T_TOPK, series, &group_of, groups.len(), &steps, &ks);
+            return top_bottom(op == T_TOPK, series, &groups, n, &ks);
         }
         T_COUNT_VALUES => {
             let label = count_values_label.unwrap_or_default();
             if !valid_label_name(&label) {
                 return Err(QueryError::exec(format!("invalid label name {label:?}")));
             }
-            return Ok(Val::Vector(count_values(
-                &label, &groups, &group_of, &steps,
-            )));
+            return Ok(Val::Vector(count_values(&label, &series, &groups, n)));
         }
         _ => {}
     }
@@ -121,73 +147,76 @@ pub(crate) fn eval(
         }
     }
 
-    let mut out: Vec<VSeries> = groups
-        .iter()
-        .map(|g| VSeries {
-            labels: g.clone(),
-            points: Vec::new(),
-        })
-        .collect();
-    let mut accs: Vec<Acc> = vec![Acc::default(); groups.len()];
-    let mut touched: Vec<usize> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        if i % 256 == 255 {
-            ev.check_deadline()?;
-        }
-        touched.clear();
-        for &(si, f) in step {
-            let g = group_of[si];
-            let acc = &mut accs[g];
-            if acc.count == 0.0 {
-                touched.push(g);
-                *acc = Acc {
-                    count: 1.0,
-                    value: f,
-                    c: 0.0,
-                    mean: f,
-                    incremental: false,
-                    values: Vec::new(),
-                };
-                match op {
-                    T_STDDEV | T_STDVAR => {
+    // Group by group: whole step vectors of its members are folded into one
+    // accumulator per step, reused from group to group.
+    let mut out: Vec<VSeries> = Vec::with_capacity(groups.labels.len());
+    let mut accs: Vec<Acc> = vec![Acc::default(); n];
+    let mut values: Vec<Vec<f64>> = if op == T_QUANTILE {
+        vec![Vec::new(); n]
+    } else {
+        Vec::new()
+    };
+    let mut folded = 0usize;
+    for (labels, members) in groups.labels.into_iter().zip(&groups.members) {
+        accs.iter_mut().for_each(|acc| acc.count = 0.0);
+        values.iter_mut().for_each(Vec::clear);
+        for &si in members {
+            folded += 1;
+            if folded % 1024 == 0 {
+                ev.check_deadline()?;
+            }
+            for &(i, f) in &series[si].points {
+                let acc = &mut accs[i];
+                if op == T_QUANTILE {
+                    values[i].push(f);
+                }
+                if acc.count == 0.0 {
+                    *acc = Acc {
+                        count: 1.0,
+                        value: f,
+                        c: 0.0,
+                        mean: f,
+                        incremental: false,
+                    };
+                    if matches!(op, T_STDDEV | T_STDVAR) {
                         acc.value = if f.is_finite() { 0.0 } else { f64::NAN };
                     }
-                    T_QUANTILE => acc.values.push(f),
+                    continue;
+                }
+                acc.count += 1.0;
+                match op {
+                    T_SUM => (acc.value, acc.c) = kahan_inc(f, acc.value, acc.c),
+                    T_AVG => {
+                        if !acc.incremental {
+                            let (sum, c) = kahan_inc(f, acc.value, acc.c);
+                            if !sum.is_infinite() {
+                                acc.value = sum;
+                                acc.c = c;
+                                continue;
+                            }
+                            acc.incremental = true;
+                            acc.mean = acc.value / (acc.count - 1.0);
+                            acc.c /= acc.count - 1.0;
+                        }
+                        let q = (acc.count - 1.0) / acc.count;
+                        (acc.mean, acc.c) = kahan_inc(f / acc.count, q * acc.mean, q * acc.c);
+                    }
+                    T_MAX if acc.value < f || acc.value.is_nan() => acc.value = f,
+                    T_MIN if acc.value > f || acc.value.is_nan() => acc.value = f,
+                    T_STDDEV | T_STDVAR => {
+                        let delta = f - acc.mean;
+                        acc.mean += delta / acc.count;
+                        acc.value += delta * (f - acc.mean);
+                    }
                     _ => {}
                 }
-                continue;
-            }
-            acc.count += 1.0;
-            match op {
-                T_SUM => (acc.value, acc.c) = kahan_inc(f, acc.value, acc.c),
-                T_AVG => {
-                    if !acc.incremental {
-                        let (sum, c) = kahan_inc(f, acc.value, acc.c);
-                        if !sum.is_infinite() {
-                            acc.value = sum;
-                            acc.c = c;
-                            continue;
-                        }
-                        acc.incremental = true;
-                        acc.mean = acc.value / (acc.count - 1.0);
-                        acc.c /= acc.count - 1.0;
-                    }
-                    let q = (acc.count - 1.0) / acc.count;
-                    (acc.mean, acc.c) = kahan_inc(f / acc.count, q * acc.mean, q * acc.c);
-                }
-                T_MAX if acc.value < f || acc.value.is_nan() => acc.value = f,
-                T_MIN if acc.value > f || acc.value.is_nan() => acc.value = f,
-                T_STDDEV | T_STDVAR => {
-                    let delta = f - acc.mean;
-                    acc.mean += delta / acc.count;
-                    acc.value += delta * (f - acc.mean);
-                }
-                T_QUANTILE => acc.values.push(f),
-                _ => {}
             }
         }
-        for &g in &touched {
-            let acc = &mut accs[g];
+        let mut points = Vec::new();
+        for (i, acc) in accs.iter().enumerate() {
+            if acc.count == 0.0 {
+                continue;
+            }
             let v = match op {
                 T_SUM => acc.value + acc.c,
                 T_AVG => {
@@ -203,15 +232,14 @@ pub(crate) fn eval(
                 T_STDDEV => (acc.value / acc.count).sqrt(),
                 T_QUANTILE => {
                     let q = param.as_ref().map_or(f64::NAN, |p| p[i]);
-                    quantile(q, &mut acc.values)
+                    quantile(q, &mut values[i])
                 }
                 _ => acc.value,
             };
-            out[g].points.push((i, v));
-            acc.count = 0.0;
+            points.push((i, v));
         }
+        out.push(VSeries { labels, points });
     }
-    out.retain(|s| !s.points.is_empty());
     Ok(Val::Vector(out))
 }
 
@@ -247,18 +275,32 @@ pub(crate) fn valid_label_name(name: &str) -> bool {
     !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok() && !name.contains('\u{fffd}')
 }
 
-fn count_values(
-    label: &str,
-    groups: &[Vec<Label>],
-    group_of: &[usize],
-    steps: &[Vec<(usize, f64)>],
-) -> Vec<VSeries> {
+/// Per step, the members of one group with a value there: `(series index, value)`
+/// in series order. `steps` is cleared and refilled, so its buffers are reused.
+fn group_steps(series: &[VSeries], members: &[usize], steps: &mut [Vec<(usize, f64)>]) {
+    steps.iter_mut().for_each(Vec::clear);
+    for &si in members {
+        for &(i, f) in &series[si].points {
+            steps[i].push((si, f));
+        }
+    }
+}
+
+fn count_values(label: &str, series: &[VSeries], groups: &Groups, n: usize) -> Vec<VSeries> {
+    // Step by step over all groups: two groups can yield the same output
+    // labels when `label` is one of the grouping labels.
+    let mut group_of = vec![0usize; series.len()];
+    for (g, members) in groups.members.iter().enumerate() {
+        for &si in members {
+            group_of[si] = g;
+        }
+    }
     let mut index: HashMap<Vec<Label>, usize> = HashMap::new();
     let mut out: Vec<VSeries> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
+    for (i, step) in by_step(series, n).iter().enumerate() {
         let mut counts: Vec<(usize, f64)> = Vec::new();
         for &(si, f) in step {
-            let mut labels = groups[group_of[si]].clone();
+            let mut labels = groups.labels[group_of[si]].clone();
             set_label(&mut labels, label, &format_float(f));
             let next = out.len();
             let idx = *index.entry(labels.clone()).or_insert(next);
@@ -283,9 +325,8 @@ fn count_values(
 fn top_bottom(
     top: bool,
     series: Vec<VSeries>,
-    group_of: &[usize],
-    ngroups: usize,
-    steps: &[Vec<(usize, f64)>],
+    groups: &Groups,
+    n: usize,
     ks: &[f64],
 ) -> Result<Val, QueryError> {
     // `a` ranks before `b` (is kept in preference).
@@ -302,6 +343,22 @@ fn top_bottom(
             }
         }
     };
+    // Per step: how many to keep (0: none). An overflowing k fails the query
+    // whatever the data; Prometheus 3.5 selects nothing at a step whose k is NaN.
+    let mut keep: Vec<usize> = Vec::with_capacity(n);
+    for i in 0..n {
+        let kf = ks.get(i).copied().unwrap_or(f64::NAN);
+        if kf.is_nan() {
+            keep.push(0);
+            continue;
+        }
+        if kf >= 9.223_372_036_854_776e18 {
+            return Err(QueryError::exec(format!(
+                "Scalar value {kf} overflows int64"
+            )));
+        }
+        keep.push(usize::try_from(kf as i64).unwrap_or(0));
+    }
     let mut out: Vec<VSeries> = series
         .iter()
         .map(|s| VSeries {
@@ -310,40 +367,23 @@ fn top_bottom(
         })
         .collect();
     let mut order: Vec<usize> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let kf = ks.get(i).copied().unwrap_or(f64::NAN);
-        // Prometheus 3.5 selects nothing at a step whose k is NaN.
-        if kf.is_nan() {
-            continue;
-        }
-        if kf >= 9.223_372_036_854_776e18 {
-            return Err(QueryError::exec(format!(
-                "Scalar value {kf} overflows int64"
-            )));
-        }
-        let k = kf as i64;
-        if k < 1 {
-            continue;
-        }
-        let k = k as usize;
-        let mut per_group: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ngroups];
-        let mut group_order: Vec<usize> = Vec::new();
-        for &(si, f) in step {
-            let g = group_of[si];
-            if per_group[g].is_empty() {
-                group_order.push(g);
+    let mut steps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    let mut ranked: Vec<(usize, usize, f64)> = Vec::new();
+    for members in &groups.members {
+        group_steps(&series, members, &mut steps);
+        for (i, step) in steps.iter().enumerate() {
+            let k = keep[i];
+            if k == 0 || step.is_empty() {
+                continue;
             }
-            per_group[g].push((si, f));
-        }
-        for g in group_order {
-            let members = &mut per_group[g];
             // Rank by value, ties by arrival: a total order, so selecting the
             // k best and sorting only those equals a full stable sort's top k.
-            let mut ranked: Vec<(usize, usize, f64)> = members
-                .iter()
-                .enumerate()
-                .map(|(arrival, &(si, f))| (arrival, si, f))
-                .collect();
+            ranked.clear();
+            ranked.extend(
+                step.iter()
+                    .enumerate()
+                    .map(|(arrival, &(si, f))| (arrival, si, f)),
+            );
             let rank = |a: &(usize, usize, f64), b: &(usize, usize, f64)| {
                 if better(a.2, b.2) {
                     std::cmp::Ordering::Less
@@ -358,9 +398,7 @@ fn top_bottom(
                 ranked.truncate(k);
             }
             ranked.sort_unstable_by(rank);
-            members.clear();
-            members.extend(ranked.into_iter().map(|(_, si, f)| (si, f)));
-            for &(si, f) in members.iter() {
+            for &(_, si, f) in &ranked {
                 out[si].points.push((i, f));
                 if i == 0 {
                     order.push(si);
@@ -368,7 +406,7 @@ fn top_bottom(
             }
         }
     }
-    if steps.len() == 1 {
+    if n == 1 {
         // An instant query returns the selection in rank order.
         let mut slots: Vec<Option<VSeries>> = out.into_iter().map(Some).collect();
         let ordered = order
