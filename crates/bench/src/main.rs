@@ -4,10 +4,13 @@
 //! by remote write 1.0 and reports samples/s and resident memory per active
 //! series, for Strata and for Prometheus' own receiver on the same data.
 //! `strata-bench query` times PromQL range queries on both, on identical
-//! data, and compares the answers. See docs/benchmarks.md.
+//! data, and compares the answers. `strata-bench chunks` compares Strata's
+//! compact chunk encoding with Prometheus' XOR chunks in-process: bytes per
+//! sample and decode speed. See docs/benchmarks.md.
 
 #![allow(clippy::print_stdout)]
 
+mod chunks;
 mod encode;
 mod query;
 mod send;
@@ -48,6 +51,10 @@ enum Command {
     /// PromQL range-query wall time and peak RSS, Strata next to Prometheus
     /// on identical data, answers compared.
     Query(query::QueryArgs),
+
+    /// Chunk encodings in-process: bytes per sample and decode ns per
+    /// sample of Strata's compact chunks next to Prometheus' XOR chunks.
+    Chunks(chunks::ChunksArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +150,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest(&args),
         Command::Query(args) => query::run(&args),
+        Command::Chunks(args) => chunks::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -143,6 +143,9 @@ impl<'a> Packed<'a> {
     /// Value `index`; zero bits past the end of the section.
     #[inline]
     pub(super) fn get(&self, index: usize) -> u64 {
+        if self.width == 0 {
+            return 0;
+        }
         let bit = index * self.width as usize;
         let byte = bit / 8;
         let shift = (bit % 8) as u32;
