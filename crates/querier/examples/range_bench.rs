@@ -9,6 +9,7 @@
 //! time of `repeat` runs is printed with a digest of the answer, so a change
 //! to the engine can be checked to keep the answers bit for bit.
 
+use std::io::Write;
 use std::time::Instant;
 
 use strata_common::labels::label;
@@ -54,7 +55,10 @@ fn build(series: usize) -> MemoryQueryable {
         let offset = (rng.next() % INTERVAL_MS as u64) as i64;
         let rate = 10f64.powf(rng.unit() * 3.0 - 1.0);
         let mut value = (rate * 86_400.0 * (1.0 + rng.unit() * 10.0)).round();
-        let reset = (rng.next() % 100 == 0).then(|| (rng.next() % ROUNDS as u64) as i64);
+        let reset = rng
+            .next()
+            .is_multiple_of(100)
+            .then(|| (rng.next() % ROUNDS as u64) as i64);
         let samples: Vec<(i64, f64)> = (0..ROUNDS)
             .map(|r| {
                 if reset == Some(r) {
@@ -84,10 +88,7 @@ fn build(series: usize) -> MemoryQueryable {
                 let n = (rate * 15.0 * (0.7 + rng.unit() * 0.6)).round();
                 let m = mean * (0.8 + rng.unit() * 0.45);
                 for (b, c) in cumulative.iter_mut().enumerate() {
-                    let bound: f64 = match BOUNDS[b].parse() {
-                        Ok(v) => v,
-                        Err(_) => f64::INFINITY,
-                    };
+                    let bound: f64 = BOUNDS[b].parse().unwrap_or(f64::INFINITY);
                     *c += (n * (1.0 - (-bound / m).exp())).round();
                 }
                 sum += (n * m * 1000.0).round() / 1000.0;
@@ -206,7 +207,9 @@ fn main() {
             Some(Err(e)) => panic!("{query}: {e}"),
             None => (0, 0, 0),
         };
-        println!(
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(
+            stdout,
             "{:>8.4}s median {:>8.4}s min {cpu:>7.3}s cpu  {n:>6} series {points:>8} points  digest {h:016x}  {query}",
             times[times.len() / 2],
             times[0],

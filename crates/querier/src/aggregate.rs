@@ -162,7 +162,7 @@ pub(crate) fn eval(
         values.iter_mut().for_each(Vec::clear);
         for &si in members {
             folded += 1;
-            if folded % 1024 == 0 {
+            if folded.is_multiple_of(1024) {
                 ev.check_deadline()?;
             }
             for &(i, f) in &series[si].points {

@@ -30,7 +30,10 @@ pub(crate) fn call(
             "missing range argument of {name}"
         )));
     };
-    let m = ev.eval_matrix(m_expr, grid)?;
+    let mut m = ev.eval_matrix(m_expr, grid)?;
+    // The series move out (their labels become the result's); the window
+    // functions below read only the range and the steps of `m`.
+    let series = std::mem::take(&mut m.series);
     let param = |i: usize| scalar.as_ref().map_or(f64::NAN, |s| s[i]);
     if name == "quantile_over_time"
         && let Some(qs) = &scalar
@@ -47,10 +50,12 @@ pub(crate) fn call(
     }
     let keep_name = name == "last_over_time";
     let counter_check = name == "rate" || name == "increase";
+    let extrapolated = counter_check || name == "delta";
+    let range_s = (name == "rate").then(|| m.range as f64 / 1000.0);
     let f: Box<WindowFn<'_>> = match name {
-        // rate and increase are computed below with a running sum of resets.
-        "rate" | "increase" => Box::new(|_, _, _| None),
-        "delta" => Box::new(|w, i, m| extrapolated_rate(w, m, i, None, false)),
+        // rate, increase and delta are computed below (running sums of
+        // resets, extrapolations shared between steps).
+        "rate" | "increase" | "delta" => Box::new(|_, _, _| None),
         "irate" => Box::new(|w, _, _| instant_delta(w, true)),
         "idelta" => Box::new(|w, _, _| instant_delta(w, false)),
         "deriv" => Box::new(|w, _, _| (w.len() >= 2).then(|| linear_regression(w, w[0].0).0)),
@@ -127,7 +132,9 @@ pub(crate) fn call(
     // For rate/increase: resets[k] = the sum of the values before each
     // counter reset among samples 0..=k, so a window's correction is one subtraction.
     let mut resets: Vec<f64> = Vec::new();
-    for (k, s) in m.series.iter().enumerate() {
+    // One buffer for a series' points, copied out at its exact size.
+    let mut points: Vec<(usize, f64)> = Vec::with_capacity(n.min(1024));
+    for (k, s) in series.into_iter().enumerate() {
         if k % 1024 == 1023 {
             ev.check_deadline()?;
         }
@@ -143,7 +150,8 @@ pub(crate) fn call(
                 resets.push(acc);
             }
         }
-        let mut points = Vec::new();
+        let mut cache = ShapeCache::default();
+        points.clear();
         // Windows only move forward: two cursors instead of searches.
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..n {
@@ -173,7 +181,9 @@ pub(crate) fn call(
                 } else {
                     0.0
                 };
-                extrapolated_rate(w, &m, i, Some(correction), name == "rate")
+                extrapolated_rate(w, end, m.range, Some(correction), range_s, &mut cache)
+            } else if extrapolated {
+                extrapolated_rate(w, end, m.range, None, range_s, &mut cache)
             } else {
                 f(w, i, &m)
             };
@@ -196,11 +206,14 @@ pub(crate) fn call(
                 ));
             }
         }
-        let mut labels = s.labels.clone();
+        let mut labels = s.labels;
         if !keep_name {
             drop_name(&mut labels);
         }
-        out.push(VSeries { labels, points });
+        out.push(VSeries {
+            labels,
+            points: points.clone(),
+        });
     }
     Ok(Val::Vector(merge_duplicates(out)?))
 }
@@ -248,45 +261,117 @@ fn variance(w: &[(i64, f64)]) -> f64 {
     (aux + c_aux) / count
 }
 
-/// `rate`, `increase` and `delta`: the change over the window, extrapolated
-/// towards the window's edges as Prometheus does. For counters, `resets`
-/// is the sum of the values before each reset inside the window.
+/// Where a window's samples sit: everything of `extrapolated_rate` but the
+/// values depends only on this, and consecutive steps over regular scrapes
+/// usually share it (the window and its samples move by the same amount).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WindowShape {
+    /// First sample minus the window's (open) start, ms.
+    to_start_ms: i64,
+    /// The window's end minus the last sample, ms.
+    to_end_ms: i64,
+    /// Last sample minus first sample, ms.
+    sampled_ms: i64,
+    samples: usize,
+}
+
+/// The extrapolation of a [`WindowShape`], in seconds, before the
+/// counter-specific cap at the zero crossing.
+#[derive(Debug, Clone, Copy)]
+struct Extrapolation {
+    to_start: f64,
+    to_end: f64,
+    sampled: f64,
+    /// `(sampled + to_start + to_end) / sampled`, divided by the range for `rate`.
+    factor: f64,
+}
+
+/// Remembers the last window shape's extrapolation, so a step whose window
+/// has the same shape as the previous step's skips its divisions. The
+/// cached numbers are computed by the same operations on the same inputs,
+/// so results are bit-for-bit those of computing every step afresh.
+#[derive(Debug, Default)]
+pub(crate) struct ShapeCache {
+    last: Option<(WindowShape, Extrapolation)>,
+}
+
+impl ShapeCache {
+    fn get(&mut self, shape: WindowShape, range_s: Option<f64>) -> Extrapolation {
+        if let Some((cached, e)) = self.last
+            && cached == shape
+        {
+            return e;
+        }
+        let mut to_start = shape.to_start_ms as f64 / 1000.0;
+        let mut to_end = shape.to_end_ms as f64 / 1000.0;
+        let sampled = shape.sampled_ms as f64 / 1000.0;
+        let average_between = sampled / (shape.samples - 1) as f64;
+        let threshold = average_between * 1.1;
+        if to_start >= threshold {
+            to_start = average_between / 2.0;
+        }
+        if to_end >= threshold {
+            to_end = average_between / 2.0;
+        }
+        let e = Extrapolation {
+            to_start,
+            to_end,
+            sampled,
+            factor: rate_factor(sampled, to_start, to_end, range_s),
+        };
+        self.last = Some((shape, e));
+        e
+    }
+}
+
+/// How much a window's change is scaled: up to the window's edges, and for
+/// `rate` (`range_s` given) per second of the range.
+fn rate_factor(sampled: f64, to_start: f64, to_end: f64, range_s: Option<f64>) -> f64 {
+    let factor = (sampled + to_start + to_end) / sampled;
+    match range_s {
+        Some(range_s) => factor / range_s,
+        None => factor,
+    }
+}
+
+/// `rate`, `increase` and `delta`: the change over the window `(range_end -
+/// range, range_end]`, extrapolated towards the window's edges as
+/// Prometheus does. For counters, `resets` is the sum of the values before
+/// each reset inside the window. `range_s` is the range in seconds for
+/// `rate`, `None` for the others.
 pub(crate) fn extrapolated_rate(
     w: &[(i64, f64)],
-    m: &MatrixVal,
-    i: usize,
+    range_end: i64,
+    range: i64,
     resets: Option<f64>,
-    is_rate: bool,
+    range_s: Option<f64>,
+    cache: &mut ShapeCache,
 ) -> Option<f64> {
     let is_counter = resets.is_some();
     if w.len() < 2 {
         return None;
     }
-    let range_end = m.refs[i];
-    let range_start = range_end.saturating_sub(m.range);
+    let range_start = range_end.saturating_sub(range);
     let (first_t, first_v) = w[0];
     let (last_t, last_v) = w[w.len() - 1];
     let result = last_v - first_v + resets.unwrap_or(0.0);
-    let mut to_start = (first_t - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last_t) as f64 / 1000.0;
-    let sampled = (last_t - first_t) as f64 / 1000.0;
-    let average_between = sampled / (w.len() - 1) as f64;
-    let threshold = average_between * 1.1;
-    if to_start >= threshold {
-        to_start = average_between / 2.0;
-    }
+    let e = cache.get(
+        WindowShape {
+            to_start_ms: first_t - range_start,
+            to_end_ms: range_end - last_t,
+            sampled_ms: last_t - first_t,
+            samples: w.len(),
+        },
+        range_s,
+    );
+    let mut factor = e.factor;
     if is_counter && result > 0.0 && first_v >= 0.0 {
-        let to_zero = sampled * (first_v / result);
-        if to_zero < to_start {
-            to_start = to_zero;
+        // A counter does not extrapolate below zero: the start moves to
+        // where the line through the window crosses zero, if that is nearer.
+        let to_zero = e.sampled * (first_v / result);
+        if to_zero < e.to_start {
+            factor = rate_factor(e.sampled, to_zero, e.to_end, range_s);
         }
-    }
-    if to_end >= threshold {
-        to_end = average_between / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= m.range as f64 / 1000.0;
     }
     Some(result * factor)
 }
