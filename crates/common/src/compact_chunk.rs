@@ -765,25 +765,29 @@ impl IntPlan {
         scales.sort_unstable();
         scales.dedup();
         let mut best: Option<IntPlan> = None;
-        let mut consider = |plan: Option<IntPlan>| {
-            if let Some(plan) = plan
-                && best.as_ref().is_none_or(|b| plan.len() < b.len())
-            {
-                best = Some(plan);
-            }
-        };
         for &k in &scales {
-            consider(IntPlan::build(values, Scale::Divide, k));
+            keep_smaller(&mut best, IntPlan::build(values, Scale::Divide, k));
         }
-        // Multiplying by 10^-k is worth a try when the values are no
-        // decimals of one exponent (a product m * 0.01 is sometimes one ulp
-        // off m / 100); any k may fit then, so count the fits per k.
-        let undecimal = scales.len() > 1
-            || values
+        // Multiplying by 10^-k is worth a try when dividing left numbers
+        // out or needed an unusually large k: a product m * 0.01 is
+        // sometimes one ulp off m / 100. Any k may fit then, so count the
+        // fits per k and try the smallest k that fits half the values and
+        // the smallest that fits the most.
+        let typical = most_common(
+            &smallest
                 .iter()
-                .zip(&smallest)
-                .any(|(&v, k)| k.is_none() && may_be_integer(v));
-        if undecimal {
+                .flatten()
+                .map(|&k| k as u64)
+                .collect::<Vec<_>>(),
+        );
+        let try_multiply = best.as_ref().is_none_or(|plan| {
+            plan.k as u64 > typical
+                || plan
+                    .exceptions
+                    .iter()
+                    .any(|&(_, bits)| may_be_integer(f64::from_bits(bits)))
+        });
+        if try_multiply {
             let mut fits = [0usize; MAX_SCALE + 1];
             for &v in values.iter().filter(|&&v| may_be_integer(v)) {
                 for (k, count) in fits.iter_mut().enumerate() {
@@ -792,10 +796,16 @@ impl IntPlan {
                     }
                 }
             }
-            for (k, &count) in fits.iter().enumerate() {
-                if count * 2 >= n && count > 0 {
-                    consider(IntPlan::build(values, Scale::Multiply, k));
-                }
+            let most = fits.iter().copied().max().unwrap_or(0);
+            let half = fits.iter().position(|&count| count > 0 && count * 2 >= n);
+            let widest = fits.iter().position(|&count| count > 0 && count == most);
+            if let Some(k) = half {
+                keep_smaller(&mut best, IntPlan::build(values, Scale::Multiply, k));
+            }
+            if let Some(k) = widest
+                && widest != half
+            {
+                keep_smaller(&mut best, IntPlan::build(values, Scale::Multiply, k));
             }
         }
         best
@@ -916,6 +926,15 @@ impl IntSection {
             + uvarint_len(self.divisor)
             + 1
             + packed_len(residuals, self.width)
+    }
+}
+
+/// Replaces `best` by `plan` when that is smaller.
+fn keep_smaller(best: &mut Option<IntPlan>, plan: Option<IntPlan>) {
+    if let Some(plan) = plan
+        && best.as_ref().is_none_or(|b| plan.len() < b.len())
+    {
+        *best = Some(plan);
     }
 }
 
