@@ -486,8 +486,11 @@ impl Scale {
         if scaled.is_nan() || scaled.abs() > MAX_INT {
             return None;
         }
-        let m = scaled.round() as i64;
-        (self.to_float(m, k).to_bits() == v.to_bits()).then_some(m)
+        // Truncating, then one step away from zero: a rounding without a
+        // libm call (the nearest integer is one of the two).
+        let truncated = scaled as i64;
+        let gives_v = |m: i64| (self.to_float(m, k).to_bits() == v.to_bits()).then_some(m);
+        gives_v(truncated).or_else(|| gives_v(truncated + scaled.signum() as i64))
     }
 
     fn tag(self) -> u8 {
@@ -827,43 +830,44 @@ impl IntPlan {
             }
             ints.push(carried);
         }
-        let mut best: Option<(IntSection, Vec<u64>)> = None;
-        let mut diffs = ints.clone();
+        let anchors = [
+            ints[0],
+            ints.get(1).map_or(0, |m1| m1.wrapping_sub(ints[0])),
+        ];
+        let mut best: Option<IntSection> = None;
         for order in 0..=2 {
-            if order > 0 {
-                if diffs.len() < 2 {
-                    break;
+            let count = ints.len().saturating_sub(order);
+            if order > 0 && count == 0 {
+                break;
+            }
+            let min = differences(&ints, order).min().unwrap_or(0);
+            let (mut divisor, mut max) = (0, 0);
+            for d in differences(&ints, order) {
+                let residual = d.wrapping_sub(min) as u64;
+                max = max.max(residual);
+                if divisor != 1 {
+                    divisor = gcd(divisor, residual);
                 }
-                diffs = diffs.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
             }
-            let anchors = [
-                ints[0],
-                ints.get(1).map_or(0, |m1| m1.wrapping_sub(ints[0])),
-            ];
-            let min = diffs.iter().copied().min().unwrap_or(0);
-            let mut residuals: Vec<u64> =
-                diffs.iter().map(|&d| d.wrapping_sub(min) as u64).collect();
-            let divisor = residuals.iter().fold(0, |g, &r| gcd(g, r)).max(1);
-            let mut max = 0;
-            for r in residuals.iter_mut() {
-                *r /= divisor;
-                max = max.max(*r);
-            }
+            let divisor = divisor.max(1);
             let section = IntSection {
                 order,
                 anchors,
                 min,
                 divisor,
-                width: bit_width(max),
+                width: bit_width(max / divisor),
             };
             if best
                 .as_ref()
-                .is_none_or(|(b, r)| section.len(residuals.len()) < b.len(r.len()))
+                .is_none_or(|b| section.len(count) < b.len(ints.len().saturating_sub(b.order)))
             {
-                best = Some((section, residuals));
+                best = Some(section);
             }
         }
-        let (section, residuals) = best?;
+        let section = best?;
+        let residuals = differences(&ints, section.order)
+            .map(|d| d.wrapping_sub(section.min) as u64 / section.divisor)
+            .collect();
         Some(IntPlan {
             scale,
             k,
@@ -927,6 +931,17 @@ impl IntSection {
             + 1
             + packed_len(residuals, self.width)
     }
+}
+
+/// The integers (order 0), their deltas (1) or delta-of-deltas (2).
+fn differences(ints: &[i64], order: usize) -> impl Iterator<Item = i64> + '_ {
+    ints.windows(order + 1).map(move |w| match order {
+        0 => w[0],
+        1 => w[1].wrapping_sub(w[0]),
+        _ => w[2]
+            .wrapping_sub(w[1])
+            .wrapping_sub(w[1].wrapping_sub(w[0])),
+    })
 }
 
 /// Replaces `best` by `plan` when that is smaller.
