@@ -330,6 +330,7 @@ fn layout_name(tag: u8) -> String {
         1 => "const",
         2 => "decimal",
         3 => "scaled",
+        4 => "bits",
         _ => "?",
     };
     format!("{time}+{value}")

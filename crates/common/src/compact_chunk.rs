@@ -19,7 +19,10 @@
 //!   delta-of-deltas, minus the smallest, divided by the common divisor and
 //!   bit-packed at one width (as VictoriaMetrics does), with the values that
 //!   do not fit (stale markers, `-0.0`, infinities) kept raw in an exception
-//!   list; or, when nothing else is smaller, Gorilla XOR of the value bits.
+//!   list; or the same integer packing over the values' bit patterns (floats
+//!   that are no decimals but move little, like a clock in seconds or a
+//!   histogram's sum); or, when nothing else is smaller, Gorilla XOR of the
+//!   value bits.
 //!
 //! Layout (varints are LEB128, signed ones zigzagged; packed sections are
 //! little-endian, least significant bit first; the XOR section is read most
@@ -27,6 +30,8 @@
 //!
 //! ```text
 //! tag: u8                 time layout << 4 | value layout
+//!                         (time: 0 packed, 1 sparse; values: 0 xor, 1 const,
+//!                         2 decimal m / 10^k, 3 scaled m * 10^-k, 4 bits)
 //! count: uvarint          samples, at most 65535
 //! -- when count >= 1 --
 //! t0: varint
@@ -36,7 +41,9 @@
 //! -- values --
 //! xor:     first value's bits u64 LE, then Gorilla XOR of the rest
 //! const:   the value's bits u64 LE
-//! integer: k | order << 5 (u8), anchors (order >= 1: m0 varint; order 2: m1 - m0
+//! integer (decimal, scaled and bits layouts; for bits, m is the value's bit
+//!          pattern as i64 and k is 0):
+//!          k | order << 5 (u8), anchors (order >= 1: m0 varint; order 2: m1 - m0
 //!          varint), min varint, divisor uvarint, width u8,
 //!          (count - order) × width bits of (difference - min) / divisor,
 //!          n uvarint, n × (index gap uvarint, value bits u64 LE)
@@ -91,6 +98,7 @@ const VALUE_XOR: u8 = 0;
 const VALUE_CONST: u8 = 1;
 const VALUE_DIVIDE: u8 = 2;
 const VALUE_MULTIPLY: u8 = 3;
+const VALUE_BITS: u8 = 4;
 
 /// A compact chunk (or, through [`decode_any`], any chunk) could not be
 /// decoded.
@@ -217,7 +225,7 @@ fn decode_appending(
     let mut cursor = Cursor::new(bytes);
     let tag = cursor.u8().ok_or(DecodeError::Empty)?;
     let (time_layout, value_layout) = (tag >> 4, tag & 0x0f);
-    if time_layout > TIME_SPARSE || value_layout > VALUE_MULTIPLY {
+    if time_layout > TIME_SPARSE || value_layout > VALUE_BITS {
         return Err(DecodeError::UnknownLayout { tag });
     }
     let count = cursor.uvarint().map_err(varint_error("header"))?;
@@ -244,7 +252,8 @@ fn decode_appending(
                 }
             }
             VALUE_DIVIDE => decode_int_values(&mut cursor, slots, Scale::Divide)?,
-            _ => decode_int_values(&mut cursor, slots, Scale::Multiply)?,
+            VALUE_MULTIPLY => decode_int_values(&mut cursor, slots, Scale::Multiply)?,
+            _ => decode_int_values(&mut cursor, slots, Scale::Bits)?,
         }
     }
     if !cursor.is_empty() {
@@ -390,6 +399,7 @@ fn decode_int_values(
             let f = INV_POW10[k];
             ints.fill(slots, packed, |m| m as f64 * f);
         }
+        Scale::Bits => ints.fill(slots, packed, |m| f64::from_bits(m as u64)),
     }
     let exceptions = cursor.uvarint().map_err(&section)?;
     if exceptions > slots.len() as u64 {
@@ -469,6 +479,10 @@ enum Scale {
     Divide,
     /// `m * 10^-k`: what quantizing with `round(v / 0.01) * 0.01` gives.
     Multiply,
+    /// `m` is the value's bit pattern (`k` is 0): for floats that are no
+    /// decimals but move little, like a clock in seconds or a growing sum,
+    /// the deltas of the bit patterns are narrow.
+    Bits,
 }
 
 impl Scale {
@@ -476,11 +490,15 @@ impl Scale {
         match self {
             Scale::Divide => m as f64 / POW10[k],
             Scale::Multiply => m as f64 * INV_POW10[k],
+            Scale::Bits => f64::from_bits(m as u64),
         }
     }
 
     /// The integer that gives back exactly `v`'s bits at exponent `k`.
     fn fit(self, v: f64, k: usize) -> Option<i64> {
+        if self == Scale::Bits {
+            return Some(v.to_bits() as i64);
+        }
         let scaled = v * POW10[k];
         // Also refuses NaN and infinities.
         if scaled.is_nan() || scaled.abs() > MAX_INT {
@@ -497,6 +515,7 @@ impl Scale {
         match self {
             Scale::Divide => VALUE_DIVIDE,
             Scale::Multiply => VALUE_MULTIPLY,
+            Scale::Bits => VALUE_BITS,
         }
     }
 }
@@ -645,10 +664,14 @@ impl ValuePlan {
         } else {
             ValuePlan::Xor(Vec::new())
         };
-        if let Some(int) = IntPlan::best(&values)
-            && (matches!(best, ValuePlan::Xor(_)) || int.len() < best.len())
-        {
-            best = ValuePlan::Int(int);
+        let ints = [
+            IntPlan::best(&values),
+            IntPlan::build(&values, Scale::Bits, 0),
+        ];
+        for int in ints.into_iter().flatten() {
+            if matches!(best, ValuePlan::Xor(_)) || int.len() < best.len() {
+                best = ValuePlan::Int(int);
+            }
         }
         // XOR takes at least 8 bytes and a bit per further sample.
         let xor_floor = 8 + (values.len() - 1).div_ceil(8);
