@@ -40,7 +40,8 @@
 //! sparse:  base uvarint, n uvarint, n × (index gap uvarint, zigzag(delta - base) uvarint)
 //! -- values --
 //! xor:     first value's bits u64 LE, then Gorilla XOR of the rest
-//! const:   the value's bits u64 LE
+//! const:   the value's bits in reverse order, as a uvarint (round values
+//!          such as 0, 1, 1500 or 2^63 end in zero bits: 1 to 3 bytes)
 //! integer (decimal, scaled and bits layouts; for bits, m is the value's bit
 //!          pattern as i64 and k is 0):
 //!          k | order << 5 (u8), anchors (order >= 1: m0 varint; order 2: m1 - m0

@@ -37,7 +37,8 @@ pub(super) fn decode_appending(
         match value_layout {
             VALUE_XOR => decode_xor_values(&mut cursor, slots)?,
             VALUE_CONST => {
-                let bits = cursor.u64_le().ok_or_else(|| truncated("values"))?;
+                let reversed = cursor.uvarint().map_err(varint_error("values"))?;
+                let bits = reversed.reverse_bits();
                 for slot in slots.iter_mut() {
                     slot.1 = f64::from_bits(bits);
                 }

@@ -181,7 +181,7 @@ impl ValuePlan {
     pub(super) fn len(&self) -> usize {
         match self {
             ValuePlan::Xor(bytes) => bytes.len(),
-            ValuePlan::Const(_) => 8,
+            ValuePlan::Const(bits) => uvarint_len(bits.reverse_bits()),
             ValuePlan::Int(int) => int.len(),
         }
     }
@@ -189,7 +189,7 @@ impl ValuePlan {
     pub(super) fn write(&self, out: &mut Vec<u8>) {
         match self {
             ValuePlan::Xor(bytes) => out.extend_from_slice(bytes),
-            ValuePlan::Const(bits) => out.extend_from_slice(&bits.to_le_bytes()),
+            ValuePlan::Const(bits) => put_uvarint(out, bits.reverse_bits()),
             ValuePlan::Int(int) => int.write(out),
         }
     }

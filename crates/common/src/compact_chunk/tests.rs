@@ -151,7 +151,8 @@ fn constants_are_tiny() {
     assert_eq!(value_layout(&bytes), VALUE_CONST);
     let ones = regular(|_| 1.0);
     let bytes = round_trip(&ones);
-    assert!(bytes.len() <= 16, "{} bytes", bytes.len());
+    assert_eq!(value_layout(&bytes), VALUE_CONST);
+    assert!(bytes.len() <= 13, "{} bytes", bytes.len());
 }
 
 #[test]
