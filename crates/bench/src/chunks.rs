@@ -48,6 +48,11 @@ pub struct ChunksArgs {
     /// Seed of the workload generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+
+    /// Delays each sample's timestamp by 0 to this many ms (deterministic
+    /// per series and round), like scrapes that are not time-aligned.
+    #[arg(long = "jitter-ms", default_value_t = 0)]
+    jitter_ms: u32,
 }
 
 /// What a series is, for the per-kind breakdown.
@@ -173,11 +178,12 @@ pub fn run(args: &ChunksArgs) -> Result<bool> {
         })
         .collect();
     println!(
-        "Workload: {} hosts, {} series, {rounds} samples per series at {} s, {} samples \
-         (generated in {:.1}s)",
+        "Workload: {} hosts, {} series, {rounds} samples per series at {} s \
+         (jitter 0-{} ms), {} samples (generated in {:.1}s)",
         args.hosts,
         values.len(),
         args.interval_secs,
+        args.jitter_ms,
         values.len() * rounds,
         generate.elapsed().as_secs_f64()
     );
@@ -205,12 +211,15 @@ fn measure(
     let mut layouts = [0u64; 256];
     let (mut xor_encode, mut compact_encode) = (Duration::ZERO, Duration::ZERO);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(size);
-    for (column, kind) in values.iter().zip(kinds) {
+    for (series, (column, kind)) in values.iter().zip(kinds).enumerate() {
         let totals = &mut totals[kind.index()];
         totals.series += 1;
-        for (ts, vs) in timestamps.chunks(size).zip(column.chunks(size)) {
+        for (chunk, (ts, vs)) in timestamps.chunks(size).zip(column.chunks(size)).enumerate() {
             samples.clear();
-            samples.extend(ts.iter().copied().zip(vs.iter().copied()));
+            samples.extend(ts.iter().zip(vs).enumerate().map(|(i, (&t, &v))| {
+                let round = (chunk * size + i) as u64;
+                (t + jitter(args.jitter_ms, series as u64, round), v)
+            }));
 
             let start = Instant::now();
             let mut appender = XorAppender::new();
@@ -316,6 +325,18 @@ fn measure(
         println!("ERROR: {mismatches} chunks decode differently from their XOR twin");
     }
     mismatches == 0
+}
+
+/// A delay of 0 to `max_ms` ms for one series and round (SplitMix64 of both).
+fn jitter(max_ms: u32, series: u64, round: u64) -> i64 {
+    if max_ms == 0 {
+        return 0;
+    }
+    let mut z = (series << 32 ^ round).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % (u64::from(max_ms) + 1)) as i64
 }
 
 /// The layout names of a compact chunk's tag byte (see `compact_chunk`).

@@ -60,7 +60,7 @@ mod plan;
 mod tests;
 
 use crate::chunk::{self, ChunkError};
-use bits::{Packed, VarintError, packed_len, put_uvarint, put_varint, uvarint_len, varint_len};
+use bits::{Unpacker, VarintError, packed_len, put_uvarint, put_varint, uvarint_len, varint_len};
 use decode::decode_appending;
 use plan::{TimePlan, ValuePlan};
 
@@ -235,20 +235,25 @@ impl IntSection {
     /// Writes every value of `slots` from the packed residuals, converting
     /// the integers with `to_float`.
     #[inline]
-    fn fill(&self, slots: &mut [(i64, f64)], packed: Packed<'_>, to_float: impl Fn(i64) -> f64) {
+    fn fill(
+        &self,
+        slots: &mut [(i64, f64)],
+        mut residuals: Unpacker<'_>,
+        to_float: impl Fn(i64) -> f64,
+    ) {
         let (min, divisor) = (self.min, self.divisor);
-        let step = |i: usize| min.wrapping_add(packed.get(i).wrapping_mul(divisor) as i64);
+        let mut step = || min.wrapping_add(residuals.next_value().wrapping_mul(divisor) as i64);
         match self.order {
             0 => {
-                for (i, slot) in slots.iter_mut().enumerate() {
-                    slot.1 = to_float(step(i));
+                for slot in slots.iter_mut() {
+                    slot.1 = to_float(step());
                 }
             }
             1 => {
                 let mut m = self.anchors[0];
                 slots[0].1 = to_float(m);
-                for (i, slot) in slots[1..].iter_mut().enumerate() {
-                    m = m.wrapping_add(step(i));
+                for slot in slots[1..].iter_mut() {
+                    m = m.wrapping_add(step());
                     slot.1 = to_float(m);
                 }
             }
@@ -260,8 +265,8 @@ impl IntSection {
                     m = m.wrapping_add(delta);
                     slot.1 = to_float(m);
                 }
-                for (i, slot) in slots.iter_mut().skip(2).enumerate() {
-                    delta = delta.wrapping_add(step(i));
+                for slot in slots.iter_mut().skip(2) {
+                    delta = delta.wrapping_add(step());
                     m = m.wrapping_add(delta);
                     slot.1 = to_float(m);
                 }

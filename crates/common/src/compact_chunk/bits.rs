@@ -86,24 +86,6 @@ pub(super) fn pack(out: &mut Vec<u8>, values: &[u64], width: u32) {
     out.extend_from_slice(&(acc as u64).to_le_bytes()[..tail]);
 }
 
-/// Eight bytes little-endian from `at`, zero-filled past the end.
-#[inline]
-fn load_le(data: &[u8], at: usize) -> u64 {
-    match data.get(at..at + 8) {
-        Some(bytes) => {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(bytes);
-            u64::from_le_bytes(word)
-        }
-        None => {
-            let mut word = [0u8; 8];
-            let tail = data.get(at..).unwrap_or(&[]);
-            word[..tail.len()].copy_from_slice(tail);
-            u64::from_le_bytes(word)
-        }
-    }
-}
-
 /// Eight bytes big-endian from `at`, zero-filled past the end.
 #[inline]
 fn load_be(data: &[u8], at: usize) -> u64 {
@@ -122,39 +104,73 @@ fn load_be(data: &[u8], at: usize) -> u64 {
     }
 }
 
-/// Random access into a section written by [`pack`].
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Packed<'a> {
+/// Reads back, in order, the values [`pack`] wrote. Each value is one
+/// unaligned 8-byte load (two for widths above 56), independent of the
+/// previous one; the section's last bytes are read from a zero-padded copy.
+#[derive(Debug, Clone)]
+pub(super) struct Unpacker<'a> {
     data: &'a [u8],
+    /// The last (up to) 8 bytes of `data`, then zeros.
+    tail: [u8; 16],
+    /// Where `tail` starts in `data`.
+    tail_start: usize,
+    /// Bit position of the next value.
+    bit: usize,
     width: u32,
     mask: u64,
 }
 
-impl<'a> Packed<'a> {
+impl<'a> Unpacker<'a> {
     /// `width` must be at most 64 (the caller validates it).
     pub(super) fn new(data: &'a [u8], width: u32) -> Self {
-        Packed {
+        let tail_start = data.len().saturating_sub(8);
+        let mut tail = [0u8; 16];
+        let last = data.get(tail_start..).unwrap_or(&[]);
+        tail[..last.len()].copy_from_slice(last);
+        Unpacker {
             data,
+            tail,
+            tail_start,
+            bit: 0,
             width,
             mask: low_mask(width),
         }
     }
 
-    /// Value `index`; zero bits past the end of the section.
+    /// Eight bytes little-endian from byte `at`, zeros past the end.
     #[inline]
-    pub(super) fn get(&self, index: usize) -> u64 {
+    fn word(&self, at: usize) -> u64 {
+        let bytes = match self.data.get(at..at + 8) {
+            Some(bytes) => bytes,
+            None => {
+                let offset = at.saturating_sub(self.tail_start);
+                match self.tail.get(offset..offset + 8) {
+                    Some(bytes) => bytes,
+                    None => return 0,
+                }
+            }
+        };
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        u64::from_le_bytes(word)
+    }
+
+    /// The next value; zero bits past the end of the section.
+    #[inline]
+    pub(super) fn next_value(&mut self) -> u64 {
+        // Constant deltas are common: no loads at all then.
         if self.width == 0 {
             return 0;
         }
-        let bit = index * self.width as usize;
-        let byte = bit / 8;
-        let shift = (bit % 8) as u32;
-        let low = load_le(self.data, byte) >> shift;
+        let byte = self.bit / 8;
+        let shift = (self.bit % 8) as u32;
+        self.bit += self.width as usize;
+        let low = self.word(byte) >> shift;
         if shift + self.width <= 64 {
             low & self.mask
         } else {
             // Only widths above 56 straddle nine bytes; shift is 1..=7 here.
-            let high = load_le(self.data, byte + 8) << (64 - shift);
+            let high = self.word(byte + 8) << (64 - shift);
             (low | high) & self.mask
         }
     }
@@ -341,10 +357,11 @@ mod tests {
             let mut out = Vec::new();
             pack(&mut out, &values, width);
             assert_eq!(out.len(), packed_len(values.len(), width), "width {width}");
-            let packed = Packed::new(&out, width);
+            let mut unpacker = Unpacker::new(&out, width);
             for (i, &v) in values.iter().enumerate() {
-                assert_eq!(packed.get(i), v, "width {width} index {i}");
+                assert_eq!(unpacker.next_value(), v, "width {width} index {i}");
             }
+            assert_eq!(unpacker.next_value(), 0, "zeros past the end");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Reading a compact chunk: the header, then each section in its layout,
 //! into preallocated slots. Every length is checked before it is trusted.
 
-use super::bits::{Cursor, MsbReader, Packed, packed_len, unzigzag};
+use super::bits::{Cursor, MsbReader, Unpacker, packed_len, unzigzag};
 use super::{
     DecodeError, INV_POW10, IntSection, MAX_SAMPLES, MAX_SCALE, POW10, Scale, TIME_PACKED,
     TIME_SPARSE, VALUE_BITS, VALUE_CONST, VALUE_DIVIDE, VALUE_MULTIPLY, VALUE_XOR, corrupt,
@@ -63,10 +63,10 @@ fn decode_packed_times(
     let data = cursor
         .bytes(packed_len(slots.len() - 1, width))
         .ok_or_else(|| truncated("timestamps"))?;
-    let packed = Packed::new(data, width);
+    let mut residuals = Unpacker::new(data, width);
     let mut t = slots[0].0;
-    for (i, slot) in slots[1..].iter_mut().enumerate() {
-        t = t.wrapping_add(base.wrapping_add(packed.get(i)) as i64);
+    for slot in slots[1..].iter_mut() {
+        t = t.wrapping_add(base.wrapping_add(residuals.next_value()) as i64);
         slot.0 = t;
     }
     Ok(())
@@ -180,7 +180,7 @@ fn decode_int_values(
     let data = cursor
         .bytes(packed_len(slots.len().saturating_sub(order), ints.width))
         .ok_or_else(|| truncated("values"))?;
-    let packed = Packed::new(data, ints.width);
+    let packed = Unpacker::new(data, ints.width);
     match scale {
         Scale::Divide if k == 0 => ints.fill(slots, packed, |m| m as f64),
         Scale::Divide => {
