@@ -17,11 +17,12 @@
 #![no_main]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use strata_common::chunk;
-use strata_store_node::WalOptions;
-use strata_store_node::tenant_db::TenantDb;
+use strata_store_node::block::PostingsCache;
+use strata_store_node::tenant_db::{TenantDb, TenantOptions};
 use strata_store_node::wal_codec;
 
 fuzz_target!(|data: &[u8]| {
@@ -84,6 +85,10 @@ fn scratch() -> tempfile::TempDir {
         .expect("scratch directory")
 }
 
+fn cache() -> Arc<PostingsCache> {
+    Arc::new(PostingsCache::new(1 << 20, Default::default(), Default::default()))
+}
+
 fn replay(segments: &[Vec<u8>], data: &[u8]) {
     let dir = scratch();
     let wal_dir = dir.path().join("wal");
@@ -91,7 +96,7 @@ fn replay(segments: &[Vec<u8>], data: &[u8]) {
     for (index, segment) in segments.iter().enumerate() {
         std::fs::write(wal_dir.join(format!("{:08}", index + 1)), segment).expect("segment");
     }
-    let Ok((db, first)) = TenantDb::open("t", dir.path(), WalOptions::default()) else {
+    let Ok((db, first)) = TenantDb::open("t", dir.path(), TenantOptions::default(), cache()) else {
         return;
     };
     let (series, samples) = {
@@ -101,7 +106,7 @@ fn replay(segments: &[Vec<u8>], data: &[u8]) {
     };
     drop(db);
 
-    let (db, second) = match TenantDb::open("t", dir.path(), WalOptions::default()) {
+    let (db, second) = match TenantDb::open("t", dir.path(), TenantOptions::default(), cache()) {
         Ok(opened) => opened,
         Err(error) => panic!("wal opened once ({first:?}) but not again: {error:?}"),
     };

@@ -8,9 +8,9 @@ use futures::StreamExt;
 use strata_proto::query::querier_client::QuerierClient;
 use strata_proto::query::{QueryRequest, QueryResponse};
 use strata_proto::store::{
-    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    MetadataRequest, MetadataResponse, SelectRequest, SelectedSeries, SeriesRequest,
-    SeriesResponse, WriteRequest, WriteResponse, store_client::StoreClient,
+    FlushRequest, FlushResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, MetadataRequest, MetadataResponse, SelectRequest, SelectedSeries,
+    SeriesRequest, SeriesResponse, WriteRequest, WriteResponse, store_client::StoreClient,
 };
 
 use crate::error::ErrorClass;
@@ -72,6 +72,8 @@ pub trait StoreApi: Send + Sync + 'static {
         request: LabelValuesRequest,
     ) -> Result<LabelValuesResponse, ServiceError>;
     async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, ServiceError>;
+    /// Cuts the head into blocks now (operators and tests).
+    async fn flush(&self, request: FlushRequest) -> Result<FlushResponse, ServiceError>;
 }
 
 /// [`StoreApi`] over gRPC to a remote store node.
@@ -136,6 +138,10 @@ impl StoreApi for GrpcStoreClient {
 
     async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, ServiceError> {
         Ok(self.client.clone().metadata(request).await?.into_inner())
+    }
+
+    async fn flush(&self, request: FlushRequest) -> Result<FlushResponse, ServiceError> {
+        Ok(self.client.clone().flush(request).await?.into_inner())
     }
 }
 

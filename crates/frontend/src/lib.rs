@@ -6,6 +6,7 @@
 //! The crate's surface: [`FrontendConfig`], [`Frontend::new`] and
 //! [`Frontend::router`].
 
+mod admin;
 mod api_error;
 mod metrics;
 mod params;
@@ -156,6 +157,7 @@ impl Frontend {
                 get(read_api::query_exemplars).post(read_api::query_exemplars),
             )
             .route("/api/v1/rules", get(read_api::rules))
+            .route("/api/v1/admin/flush", post(flush))
             .route("/-/healthy", get(read_api::healthy).head(read_api::healthy))
             .route("/-/ready", get(ready).head(ready))
             .with_state(self.clone());
@@ -231,6 +233,10 @@ async fn label_values(
 
 async fn metadata(State(fe): State<Frontend>, r: ApiRequest) -> Response {
     respond(fe.metadata(&r.headers, &r.params).await)
+}
+
+async fn flush(State(fe): State<Frontend>, headers: HeaderMap) -> Response {
+    respond(fe.flush(&headers).await)
 }
 
 async fn ready(State(fe): State<Frontend>) -> Response {

@@ -15,20 +15,34 @@ use parking_lot::RwLock;
 use strata_common::{ErrorClass, Matcher, ServiceError, StoreApi, TenantId};
 use strata_proto::prometheus::{LabelMatcher, Labels};
 use strata_proto::store::{
-    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, MatcherSet,
-    MetadataRequest, MetadataResponse, MetricFamilyMetadata, SelectRequest, SelectedSeries,
-    SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
+    FlushRequest, FlushResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, MatcherSet, MetadataRequest, MetadataResponse, MetricFamilyMetadata,
+    SelectRequest, SelectedSeries, SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
 };
 
+use crate::block::PostingsCache;
+use crate::maintenance::MaintenanceReport;
 use crate::metrics::StoreMetrics;
-use crate::tenant_db::TenantDb;
-use crate::wal::WalOptions;
+use crate::tenant_db::{TenantDb, TenantDbError, TenantOptions};
 
 /// Where and how the engine stores data.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub data_dir: PathBuf,
-    pub wal: WalOptions,
+    pub tenant: TenantOptions,
+    /// Bytes of postings lookups kept in the block cache.
+    pub postings_cache_bytes: u64,
+}
+
+impl EngineOptions {
+    /// Defaults for everything but the directory.
+    pub fn new(data_dir: PathBuf) -> Self {
+        EngineOptions {
+            data_dir,
+            tenant: TenantOptions::default(),
+            postings_cache_bytes: 64 << 20,
+        }
+    }
 }
 
 /// The engine could not start.
@@ -60,6 +74,7 @@ pub struct Engine {
     opening: parking_lot::Mutex<()>,
     ready: AtomicBool,
     metrics: StoreMetrics,
+    postings_cache: Arc<PostingsCache>,
     /// Held for the engine's lifetime: one process per data directory.
     _lock: File,
 }
@@ -78,8 +93,14 @@ impl Engine {
         if lock.try_lock().is_err() {
             return Err(EngineError::Locked { dir });
         }
+        let postings_cache = Arc::new(PostingsCache::new(
+            options.postings_cache_bytes,
+            metrics.postings_cache_hits.clone(),
+            metrics.postings_cache_misses.clone(),
+        ));
         Ok(Engine {
             options,
+            postings_cache,
             tenants: RwLock::new(HashMap::new()),
             opening: parking_lot::Mutex::new(()),
             ready: AtomicBool::new(false),
@@ -141,19 +162,89 @@ impl Engine {
         }
     }
 
+    /// Runs one maintenance pass (cut due blocks, compact, retention) over
+    /// every tenant; a failing tenant is logged and the others go on.
+    pub fn maintain(&self) -> MaintenanceReport {
+        let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
+        let mut total = MaintenanceReport::default();
+        for db in tenants {
+            match db.maintain() {
+                Ok(report) => {
+                    total.blocks_cut += report.blocks_cut;
+                    total.blocks_compacted += report.blocks_compacted;
+                    total.blocks_deleted += report.blocks_deleted;
+                }
+                Err(error) => tracing::error!(
+                    tenant = db.tenant(),
+                    error = %error_chain(&error),
+                    "block maintenance failed; the head keeps the data and it is retried"
+                ),
+            }
+        }
+        self.metrics.blocks_cut.inc_by(total.blocks_cut as u64);
+        self.metrics
+            .blocks_compacted
+            .inc_by(total.blocks_compacted as u64);
+        self.metrics
+            .blocks_deleted
+            .inc_by(total.blocks_deleted as u64);
+        self.refresh_gauges();
+        total
+    }
+
+    /// Sets the gauges of head series, blocks and cache size from the tenants.
+    fn refresh_gauges(&self) {
+        let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
+        let (mut series, mut blocks, mut bytes) = (0i64, 0i64, 0i64);
+        for db in tenants {
+            series += db.head().num_series() as i64;
+            for block in db.blocks() {
+                blocks += 1;
+                bytes += block.sizes().total() as i64;
+            }
+        }
+        self.metrics.head_series.set(series);
+        self.metrics.blocks.set(blocks);
+        self.metrics.block_bytes.set(bytes);
+        self.metrics
+            .postings_cache_bytes
+            .set(self.postings_cache.weighted_size() as i64);
+    }
+
+    /// Cuts the head of one tenant (or of all when `tenant` is empty) into
+    /// blocks now. Returns the number of blocks written.
+    pub fn flush(&self, tenant: &str) -> Result<u64, ServiceError> {
+        self.check_ready()?;
+        let tenants: Vec<Arc<TenantDb>> = self
+            .tenants
+            .read()
+            .iter()
+            .filter(|(name, _)| tenant.is_empty() || name.as_str() == tenant)
+            .map(|(_, db)| db.clone())
+            .collect();
+        let mut blocks = 0;
+        for db in tenants {
+            blocks += db.flush().map_err(|e| storage_error(&e))? as u64;
+        }
+        Ok(blocks)
+    }
+
     fn tenant_dir(&self, tenant: &str) -> PathBuf {
         self.options.data_dir.join("tenants").join(tenant)
     }
 
     fn open_tenant(&self, tenant: &str) -> Result<Arc<TenantDb>, EngineError> {
         let dir = self.tenant_dir(tenant);
-        let (db, stats) =
-            TenantDb::open(tenant, &dir, self.options.wal.clone()).map_err(|source| {
-                EngineError::Tenant {
-                    tenant: tenant.to_owned(),
-                    source,
-                }
-            })?;
+        let (db, stats) = TenantDb::open(
+            tenant,
+            &dir,
+            self.options.tenant.clone(),
+            self.postings_cache.clone(),
+        )
+        .map_err(|source| EngineError::Tenant {
+            tenant: tenant.to_owned(),
+            source,
+        })?;
         let head = db.head();
         tracing::info!(
             tenant,
@@ -208,22 +299,22 @@ impl Engine {
         let started = Instant::now();
         let outcome = db
             .write(&request.timeseries, &request.metadata)
-            .map_err(|e| ServiceError::new(ErrorClass::Unavailable, error_chain(&e)))?;
+            .map_err(|e| storage_error(&e))?;
         self.metrics.observe_write(&outcome, started.elapsed());
         Ok(outcome.response)
     }
 }
 
-/// An error and its sources on one line, for messages that cross the wire.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+use crate::error_chain;
+
+/// The class of a tenant database failure: a block that fails to read is
+/// an internal error; the WAL failing or a cut in progress is retryable.
+fn storage_error(error: &TenantDbError) -> ServiceError {
+    let class = match error {
+        TenantDbError::Block { .. } | TenantDbError::Checkpoint { .. } => ErrorClass::Internal,
+        TenantDbError::Wal { .. } | TenantDbError::Busy { .. } => ErrorClass::Unavailable,
+    };
+    ServiceError::new(class, error_chain(error))
 }
 
 fn matchers(wire: &[LabelMatcher]) -> Result<Vec<Matcher>, ServiceError> {
@@ -288,9 +379,8 @@ impl StoreApi for LocalStore {
             return Ok(Vec::new());
         };
         blocking(move || {
-            let head = db.head();
-            let ids = head.matching(&matchers, request.start_ms, request.end_ms);
-            Ok(head.select(&ids, request.start_ms, request.end_ms))
+            db.select(&matchers, request.start_ms, request.end_ms)
+                .map_err(|e| storage_error(&e))
         })
         .await
     }
@@ -300,15 +390,16 @@ impl StoreApi for LocalStore {
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(SeriesResponse::default());
         };
-        let head = db.head();
-        let ids = head.matching_any(&sets, request.start_ms, request.end_ms);
-        let mut series: Vec<Labels> = head
-            .label_sets(&ids)
-            .into_iter()
-            .map(|labels| Labels { labels })
-            .collect();
-        let truncated = truncate(&mut series, request.limit);
-        Ok(SeriesResponse { series, truncated })
+        blocking(move || {
+            let sets = db
+                .label_sets(&sets, request.start_ms, request.end_ms)
+                .map_err(|e| storage_error(&e))?;
+            let mut series: Vec<Labels> =
+                sets.into_iter().map(|labels| Labels { labels }).collect();
+            let truncated = truncate(&mut series, request.limit);
+            Ok(SeriesResponse { series, truncated })
+        })
+        .await
     }
 
     async fn label_names(
@@ -319,11 +410,14 @@ impl StoreApi for LocalStore {
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(LabelNamesResponse::default());
         };
-        let head = db.head();
-        let ids = head.matching_any(&sets, request.start_ms, request.end_ms);
-        let mut names = head.label_names(&ids);
-        let truncated = truncate(&mut names, request.limit);
-        Ok(LabelNamesResponse { names, truncated })
+        blocking(move || {
+            let mut names = db
+                .label_names(&sets, request.start_ms, request.end_ms)
+                .map_err(|e| storage_error(&e))?;
+            let truncated = truncate(&mut names, request.limit);
+            Ok(LabelNamesResponse { names, truncated })
+        })
+        .await
     }
 
     async fn label_values(
@@ -334,11 +428,23 @@ impl StoreApi for LocalStore {
         let Some(db) = self.tenant_for_read(&request.tenant)? else {
             return Ok(LabelValuesResponse::default());
         };
-        let head = db.head();
-        let ids = head.matching_any(&sets, request.start_ms, request.end_ms);
-        let mut values = head.label_values(&request.name, &ids);
-        let truncated = truncate(&mut values, request.limit);
-        Ok(LabelValuesResponse { values, truncated })
+        blocking(move || {
+            let mut values = db
+                .label_values(&request.name, &sets, request.start_ms, request.end_ms)
+                .map_err(|e| storage_error(&e))?;
+            let truncated = truncate(&mut values, request.limit);
+            Ok(LabelValuesResponse { values, truncated })
+        })
+        .await
+    }
+
+    async fn flush(&self, request: FlushRequest) -> Result<FlushResponse, ServiceError> {
+        let engine = self.engine.clone();
+        blocking(move || {
+            let blocks = engine.flush(&request.tenant)?;
+            Ok(FlushResponse { blocks })
+        })
+        .await
     }
 
     async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, ServiceError> {
@@ -378,10 +484,7 @@ mod tests {
 
     fn engine(dir: &Path) -> LocalStore {
         let engine = Engine::new(
-            EngineOptions {
-                data_dir: dir.to_owned(),
-                wal: WalOptions::default(),
-            },
+            EngineOptions::new(dir.to_owned()),
             StoreMetrics::unregistered(),
         )
         .expect("engine");
@@ -465,10 +568,7 @@ mod tests {
     #[test]
     fn a_second_engine_on_the_same_directory_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = EngineOptions {
-            data_dir: dir.path().to_owned(),
-            wal: WalOptions::default(),
-        };
+        let options = EngineOptions::new(dir.path().to_owned());
         let _first = Engine::new(options.clone(), StoreMetrics::unregistered()).expect("first");
         let second = Engine::new(options, StoreMetrics::unregistered());
         assert!(matches!(second, Err(EngineError::Locked { .. })));
@@ -478,10 +578,7 @@ mod tests {
     async fn writes_and_reads_wait_for_replay() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Engine::new(
-            EngineOptions {
-                data_dir: dir.path().to_owned(),
-                wal: WalOptions::default(),
-            },
+            EngineOptions::new(dir.path().to_owned()),
             StoreMetrics::unregistered(),
         )
         .expect("engine");

@@ -7,9 +7,9 @@ use futures::Stream;
 use strata_common::StoreApi;
 use strata_proto::store::store_server::{Store, StoreServer};
 use strata_proto::store::{
-    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    MetadataRequest, MetadataResponse, SelectRequest, SelectResponse, SeriesRequest,
-    SeriesResponse, WriteRequest, WriteResponse,
+    FlushRequest, FlushResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, MetadataRequest, MetadataResponse, SelectRequest, SelectResponse,
+    SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -92,5 +92,12 @@ impl<S: StoreApi> Store for StoreService<S> {
         Ok(Response::new(
             self.store.metadata(request.into_inner()).await?,
         ))
+    }
+
+    async fn flush(
+        &self,
+        request: Request<FlushRequest>,
+    ) -> Result<Response<FlushResponse>, Status> {
+        Ok(Response::new(self.store.flush(request.into_inner()).await?))
     }
 }

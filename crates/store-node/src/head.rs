@@ -10,6 +10,9 @@ use strata_common::Matcher;
 use strata_proto::prometheus::{Chunk, Histogram, Label, MetricMetadata, chunk::Encoding};
 use strata_proto::store::SelectedSeries;
 
+use crate::block::{
+    BlockChunk, BlockSeries, ENCODING_HISTOGRAMS, ENCODING_XOR, chunk_samples, encode_histograms,
+};
 use crate::chunk::{self, SAMPLES_PER_CHUNK, XorAppender};
 use crate::hash::{FastBuild, labels_hash};
 use crate::index::LabelIndex;
@@ -21,6 +24,8 @@ pub enum SampleRejection {
     OutOfOrder,
     /// Same timestamp as the newest sample, different value.
     DuplicateTimestamp,
+    /// Older than the head's lower bound: that time range is in blocks.
+    OutOfBounds,
 }
 
 impl SampleRejection {
@@ -29,6 +34,7 @@ impl SampleRejection {
         match self {
             SampleRejection::OutOfOrder => "out of order sample",
             SampleRejection::DuplicateTimestamp => "duplicate sample for timestamp",
+            SampleRejection::OutOfBounds => "out of bounds",
         }
     }
 }
@@ -93,11 +99,17 @@ impl MemSeries {
         self.last.is_none_or(|(last_t, _)| t > last_t)
     }
 
-    fn append_float(&mut self, t: i64, bits: u64) {
+    fn append_float(&mut self, t: i64, bits: u64, chunk_range: i64) {
         if !self.is_newer(t) {
             return;
         }
-        if self.open.len() >= SAMPLES_PER_CHUNK {
+        // A chunk never crosses a block boundary, so cutting the head into
+        // blocks moves whole chunks.
+        let crosses = self
+            .open
+            .min_time()
+            .is_some_and(|first| range_end(first, chunk_range) <= t);
+        if self.open.len() >= SAMPLES_PER_CHUNK || crosses {
             self.cut_chunk();
         }
         self.open.append(t, f64::from_bits(bits));
@@ -131,10 +143,84 @@ impl MemSeries {
         }
     }
 
+    fn has_data(&self) -> bool {
+        self.min_time <= self.max_time
+    }
+
+    /// Drops every chunk and histogram before `before` (chunks end at block
+    /// boundaries, and `before` is one, so no chunk is cut in two).
+    fn truncate_before(&mut self, before: i64) {
+        self.closed.retain(|c| c.max_time >= before);
+        if self.open.max_time().is_some_and(|max| max < before) {
+            self.open = XorAppender::new();
+        }
+        self.histograms.retain(|h| h.timestamp >= before);
+        let firsts = [
+            self.closed.first().map(|c| c.min_time),
+            self.open.min_time(),
+            self.histograms.first().map(|h| h.timestamp),
+        ];
+        match firsts.into_iter().flatten().min() {
+            Some(min) => self.min_time = min,
+            None => {
+                self.min_time = i64::MAX;
+                self.max_time = i64::MIN;
+            }
+        }
+    }
+
+    /// This series' chunks entirely before `before`, for a block.
+    fn chunks_before(&self, before: i64, chunk_range: i64) -> Vec<BlockChunk> {
+        let open = self
+            .open
+            .min_time()
+            .zip(self.open.max_time())
+            .map(|(min, max)| (min, max, self.open.bytes()));
+        let mut chunks: Vec<BlockChunk> = self
+            .closed
+            .iter()
+            .map(|c| (c.min_time, c.max_time, &c.bytes[..]))
+            .chain(open)
+            .filter(|(_, max, _)| *max < before)
+            .map(|(min_time, max_time, bytes)| BlockChunk {
+                min_time,
+                max_time,
+                encoding: ENCODING_XOR,
+                samples: chunk_samples(ENCODING_XOR, bytes),
+                data: bytes.to_vec(),
+            })
+            .collect();
+        // Histograms: one chunk per block range and per SAMPLES_PER_CHUNK.
+        let old: Vec<&Histogram> = self
+            .histograms
+            .iter()
+            .take_while(|h| h.timestamp < before)
+            .collect();
+        let mut start = 0;
+        while start < old.len() {
+            let range = range_end(old[start].timestamp, chunk_range);
+            let mut end = start;
+            while end < old.len() && end - start < SAMPLES_PER_CHUNK && old[end].timestamp < range {
+                end += 1;
+            }
+            let run: Vec<Histogram> = old[start..end].iter().map(|h| (*h).clone()).collect();
+            chunks.push(BlockChunk {
+                min_time: old[start].timestamp,
+                max_time: old[end - 1].timestamp,
+                encoding: ENCODING_HISTOGRAMS,
+                samples: (end - start) as u32,
+                data: encode_histograms(&run),
+            });
+            start = end;
+        }
+        chunks.sort_by_key(|c| c.min_time);
+        chunks
+    }
+
     /// Whether the series has data that may fall in `[start, end]`; a
     /// series without samples (its WAL tail was torn away) never does.
     fn overlaps(&self, start: i64, end: i64) -> bool {
-        self.min_time <= self.max_time && self.min_time <= end && self.max_time >= start
+        self.has_data() && self.min_time <= end && self.max_time >= start
     }
 
     /// The series' data in `[start, end]`: whole chunks where they fit, boundary
@@ -212,7 +298,12 @@ pub(crate) fn check_order(last: Option<&LastSample>, t: i64, value: &SampleValue
     }
 }
 
-fn xor_chunk(min_time_ms: i64, max_time_ms: i64, data: Vec<u8>) -> Chunk {
+/// The end (exclusive) of the block range `t` falls in.
+pub fn range_end(t: i64, range: i64) -> i64 {
+    t.div_euclid(range).saturating_add(1).saturating_mul(range)
+}
+
+pub(crate) fn xor_chunk(min_time_ms: i64, max_time_ms: i64, data: Vec<u8>) -> Chunk {
     Chunk {
         min_time_ms,
         max_time_ms,
@@ -224,7 +315,7 @@ fn xor_chunk(min_time_ms: i64, max_time_ms: i64, data: Vec<u8>) -> Chunk {
 /// Re-encodes the samples of `bytes` inside `[start, end]`. A chunk that fails
 /// to decode is an invariant violation of our own encoder: it is skipped with
 /// an error log rather than failing the whole read.
-fn trim_chunk(bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
+pub(crate) fn trim_chunk(bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
     let samples = match chunk::decode(bytes) {
         Ok(samples) => samples,
         Err(error) => {
@@ -250,10 +341,16 @@ fn trim_chunk(bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
     chunks
 }
 
+/// Default block range: 2 h, as Prometheus.
+pub const DEFAULT_BLOCK_RANGE_MS: i64 = 2 * 3600 * 1000;
+
 /// A tenant's in-memory series, index and metadata.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Head {
-    series: Vec<MemSeries>,
+    /// Indexed by series id; `None` for ids whose series was dropped once
+    /// all its data went to blocks (ids are never reused while running).
+    series: Vec<Option<MemSeries>>,
+    live: usize,
     /// Label-set hash → id of the first series with that hash. The labels
     /// are compared on lookup, so the table keeps no copy of them.
     ids: HashMap<u64, u32, FastBuild>,
@@ -263,16 +360,34 @@ pub struct Head {
     /// Metric family name → distinct (type, help, unit) entries.
     metadata: BTreeMap<String, Vec<MetricMetadata>>,
     samples: u64,
+    /// Block range: no chunk crosses a multiple of it.
+    chunk_range: i64,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head::new(DEFAULT_BLOCK_RANGE_MS)
+    }
 }
 
 impl Head {
-    pub fn new() -> Self {
-        Head::default()
+    /// An empty head whose chunks end at multiples of `block_range_ms`.
+    pub fn new(block_range_ms: i64) -> Self {
+        Head {
+            series: Vec::new(),
+            live: 0,
+            ids: HashMap::default(),
+            collisions: HashMap::default(),
+            index: LabelIndex::new(),
+            metadata: BTreeMap::new(),
+            samples: 0,
+            chunk_range: block_range_ms.max(1),
+        }
     }
 
     /// Number of series in the head.
     pub fn num_series(&self) -> usize {
-        self.series.len()
+        self.live
     }
 
     /// Number of float and histogram samples appended since start (replay included).
@@ -285,11 +400,9 @@ impl Head {
         let hash = labels_hash(labels);
         let first = self.ids.get(&hash).copied()?;
         let others = self.collisions.get(&hash).into_iter().flatten().copied();
-        std::iter::once(first).chain(others).find(|id| {
-            self.series
-                .get(*id as usize)
-                .is_some_and(|s| s.labels == labels)
-        })
+        std::iter::once(first)
+            .chain(others)
+            .find(|id| self.series(*id).is_some_and(|s| s.labels == labels))
     }
 
     /// The id the next created series will get.
@@ -297,18 +410,28 @@ impl Head {
         u32::try_from(self.series.len()).unwrap_or(u32::MAX)
     }
 
-    pub(crate) fn series(&self, id: u32) -> Option<&MemSeries> {
-        self.series.get(id as usize)
+    /// Makes sure no series is ever created below `id` from now on (ids a
+    /// failed WAL append may have written are never handed out again).
+    pub fn skip_ids_below(&mut self, id: u32) {
+        while self.next_id() < id {
+            self.series.push(None);
+        }
     }
 
-    /// Creates a series under `id`, which must be [`Head::next_id`]: ids are
-    /// dense so the WAL's series records replay to the same ids.
+    /// Whether `id` is free for [`Head::create_series`].
+    pub fn is_free(&self, id: u32) -> bool {
+        self.series(id).is_none()
+    }
+
+    pub(crate) fn series(&self, id: u32) -> Option<&MemSeries> {
+        self.series.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// Creates a series under a free `id` (normally [`Head::next_id`]; replay
+    /// restores the ids the WAL recorded).
     pub fn create_series(&mut self, id: u32, labels: Vec<Label>) -> Result<(), String> {
-        if id != self.next_id() {
-            return Err(format!(
-                "series id {id} out of sequence, expected {}",
-                self.next_id()
-            ));
+        if !self.is_free(id) {
+            return Err(format!("series id {id} is already in use"));
         }
         if self.lookup(&labels).is_some() {
             return Err(format!("series id {id} duplicates an existing series"));
@@ -322,21 +445,113 @@ impl Head {
                 self.collisions.entry(*slot.key()).or_default().push(id);
             }
         }
-        self.series.push(MemSeries::new(labels));
+        self.skip_ids_below(id.saturating_add(1));
+        self.series[id as usize] = Some(MemSeries::new(labels));
+        self.live += 1;
         Ok(())
+    }
+
+    /// Forgets series `id` (its data is in blocks).
+    fn remove_series(&mut self, id: u32) {
+        let Some(series) = self.series.get_mut(id as usize).and_then(Option::take) else {
+            return;
+        };
+        self.live -= 1;
+        self.index.remove(id, &series.labels);
+        let hash = labels_hash(&series.labels);
+        let others = self.collisions.get_mut(&hash);
+        if self.ids.get(&hash) == Some(&id) {
+            match others.and_then(Vec::pop) {
+                Some(other) => {
+                    self.ids.insert(hash, other);
+                }
+                None => {
+                    self.ids.remove(&hash);
+                }
+            }
+        } else if let Some(others) = others {
+            others.retain(|other| *other != id);
+        }
+        if self.collisions.get(&hash).is_some_and(Vec::is_empty) {
+            self.collisions.remove(&hash);
+        }
+    }
+
+    /// The oldest and newest sample timestamps over all series.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        self.live_series()
+            .filter(|(_, s)| s.has_data())
+            .map(|(_, s)| (s.min_time, s.max_time))
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+    }
+
+    fn live_series(&self) -> impl Iterator<Item = (u32, &MemSeries)> {
+        self.series
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| Some((id as u32, s.as_ref()?)))
+    }
+
+    /// Every series' chunks entirely before `before`, series in label order.
+    pub fn data_before(&self, before: i64) -> Vec<BlockSeries> {
+        let mut out: Vec<BlockSeries> = self
+            .live_series()
+            .filter(|(_, s)| s.has_data() && s.min_time < before)
+            .map(|(_, s)| BlockSeries {
+                labels: s.labels.clone(),
+                chunks: s.chunks_before(before, self.chunk_range),
+            })
+            .filter(|s| !s.chunks.is_empty())
+            .collect();
+        out.sort_by(|a, b| strata_common::labels::compare(&a.labels, &b.labels));
+        out
+    }
+
+    /// Drops all data before `before` (now in blocks) and the series left
+    /// without data; returns how many series were dropped.
+    pub fn truncate_before(&mut self, before: i64) -> usize {
+        let mut emptied = Vec::new();
+        for (id, slot) in self.series.iter_mut().enumerate() {
+            if let Some(series) = slot
+                && series.has_data()
+                && series.min_time < before
+            {
+                series.truncate_before(before);
+                if !series.has_data() {
+                    emptied.push(id as u32);
+                }
+            }
+        }
+        for id in &emptied {
+            self.remove_series(*id);
+        }
+        emptied.len()
+    }
+
+    /// Every live series' id and labels (for a WAL checkpoint).
+    pub fn series_entries(&self) -> Vec<(u32, Vec<Label>)> {
+        self.live_series()
+            .map(|(id, s)| (id, s.labels.clone()))
+            .collect()
+    }
+
+    /// Every metadata entry.
+    pub fn all_metadata(&self) -> Vec<MetricMetadata> {
+        self.metadata.values().flatten().cloned().collect()
     }
 
     /// Appends a float sample; out-of-order and duplicate samples are ignored
     /// here (the write path refuses them before they reach the WAL).
     pub fn append_float(&mut self, id: u32, t: i64, bits: u64) {
-        if let Some(series) = self.series.get_mut(id as usize) {
-            series.append_float(t, bits);
+        let range = self.chunk_range;
+        if let Some(Some(series)) = self.series.get_mut(id as usize) {
+            series.append_float(t, bits, range);
             self.samples += 1;
         }
     }
 
     pub fn append_histogram(&mut self, id: u32, histogram: Histogram) {
-        if let Some(series) = self.series.get_mut(id as usize) {
+        if let Some(Some(series)) = self.series.get_mut(id as usize) {
             series.append_histogram(histogram);
             self.samples += 1;
         }
@@ -372,11 +587,7 @@ impl Head {
         self.index
             .select(matchers)
             .iter()
-            .filter(|id| {
-                self.series
-                    .get(*id as usize)
-                    .is_some_and(|s| s.overlaps(start, end))
-            })
+            .filter(|id| self.series(*id).is_some_and(|s| s.overlaps(start, end)))
             .collect()
     }
 
@@ -396,7 +607,7 @@ impl Head {
     pub fn select(&self, ids: &RoaringBitmap, start: i64, end: i64) -> Vec<SelectedSeries> {
         let mut out: Vec<SelectedSeries> = ids
             .iter()
-            .filter_map(|id| self.series.get(id as usize))
+            .filter_map(|id| self.series(id))
             .map(|s| s.select(start, end))
             .filter(|s| !s.chunks.is_empty() || !s.histograms.is_empty())
             .collect();
@@ -408,7 +619,7 @@ impl Head {
     pub fn label_sets(&self, ids: &RoaringBitmap) -> Vec<Vec<Label>> {
         let mut out: Vec<Vec<Label>> = ids
             .iter()
-            .filter_map(|id| self.series.get(id as usize))
+            .filter_map(|id| self.series(id))
             .map(|s| s.labels.clone())
             .collect();
         out.sort_by(|a, b| strata_common::labels::compare(a, b));
@@ -448,7 +659,7 @@ mod tests {
     use strata_common::labels::label;
 
     fn head_with(series: &[(&str, &[(i64, f64)])]) -> Head {
-        let mut head = Head::new();
+        let mut head = Head::default();
         for (name, samples) in series {
             let id = head.next_id();
             head.create_series(id, vec![label("__name__", name), label("job", "j")])
@@ -536,19 +747,21 @@ mod tests {
 
     #[test]
     fn an_empty_series_overlaps_nothing() {
-        let mut head = Head::new();
+        let mut head = Head::default();
         head.create_series(0, vec![label("__name__", "torn")])
             .expect("series");
         assert!(head.matching(&[], i64::MIN, i64::MAX).is_empty());
     }
 
     #[test]
-    fn ids_must_be_dense_and_unique() {
-        let mut head = Head::new();
-        assert!(head.create_series(1, vec![label("a", "1")]).is_err());
-        head.create_series(0, vec![label("a", "1")]).expect("first");
-        assert!(head.create_series(1, vec![label("a", "1")]).is_err());
-        assert_eq!(head.lookup(&[label("a", "1")]), Some(0));
+    fn ids_and_label_sets_are_unique() {
+        let mut head = Head::default();
+        head.create_series(2, vec![label("a", "1")]).expect("first");
+        assert!(head.create_series(2, vec![label("a", "2")]).is_err());
+        assert!(head.create_series(0, vec![label("a", "1")]).is_err());
+        assert_eq!(head.lookup(&[label("a", "1")]), Some(2));
+        assert_eq!(head.next_id(), 3);
+        assert!(head.is_free(0));
     }
 
     #[test]
@@ -565,7 +778,7 @@ mod tests {
 
     #[test]
     fn metadata_is_deduplicated() {
-        let mut head = Head::new();
+        let mut head = Head::default();
         let entry = MetricMetadata {
             r#type: 1,
             metric_family_name: "x_total".into(),

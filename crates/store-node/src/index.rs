@@ -47,51 +47,34 @@ impl LabelIndex {
         }
     }
 
+    /// Removes series `id`, indexed under `labels`, from the index.
+    pub fn remove(&mut self, id: u32, labels: &[Label]) {
+        self.all.remove(id);
+        for label in labels {
+            let Some(values) = self.postings.get_mut(&label.name) else {
+                continue;
+            };
+            if let Some(series) = values.get_mut(&label.value) {
+                series.remove(id);
+                if series.is_empty() {
+                    values.remove(&label.value);
+                }
+            }
+            if values.is_empty() {
+                self.postings.remove(&label.name);
+            }
+        }
+    }
+
     /// Every indexed series.
     pub fn all(&self) -> &RoaringBitmap {
         &self.all
     }
 
-    /// Series matching every matcher (Prometheus semantics: a missing label equals ""; so `foo=""` and `foo!="x"` and `foo=~".*"` match series without foo). An empty matcher list matches all series.
+    /// Series matching every matcher (Prometheus semantics: a missing label
+    /// equals ""). An empty matcher list matches all series.
     pub fn select(&self, matchers: &[Matcher]) -> RoaringBitmap {
-        // Matchers that reject "" bound the result from above; evaluate them
-        // first so the cheap intersections come before the subtractions, and
-        // stop as soon as one of them matches nothing.
-        let mut includes = Vec::new();
-        let mut excluding = Vec::new();
-        for matcher in matchers {
-            if matcher.matches_empty() {
-                excluding.push(matcher);
-                continue;
-            }
-            let matching = self.matching(matcher);
-            if matching.is_empty() {
-                return matching;
-            }
-            includes.push(matching);
-        }
-
-        // Most selective first keeps the intermediate results small.
-        includes.sort_by_key(RoaringBitmap::len);
-        let mut includes = includes.into_iter();
-        let mut result = match includes.next() {
-            Some(first) => first,
-            None => self.all.clone(),
-        };
-        for bitmap in includes {
-            result &= &bitmap;
-            if result.is_empty() {
-                return result;
-            }
-        }
-
-        for matcher in excluding {
-            if result.is_empty() {
-                break;
-            }
-            result -= &self.not_matching(matcher);
-        }
-        result
+        select_postings(self, matchers)
     }
 
     /// Sorted label names of the given series (all series when None).
@@ -113,6 +96,12 @@ impl LabelIndex {
             .filter(|(_, series)| overlaps(series, within))
             .map(|(value, _)| value.clone())
             .collect()
+    }
+}
+
+impl Postings for LabelIndex {
+    fn all(&self) -> RoaringBitmap {
+        self.all.clone()
     }
 
     /// Series carrying `matcher.name` with a value the matcher accepts.
@@ -171,6 +160,63 @@ impl LabelIndex {
     }
 }
 
+/// Postings of some series set (the head's index or a block's): the three
+/// lookups the selection algorithm needs.
+pub trait Postings {
+    /// Every series.
+    fn all(&self) -> RoaringBitmap;
+    /// Series carrying `matcher.name` with a value the matcher accepts.
+    fn matching(&self, matcher: &Matcher) -> RoaringBitmap;
+    /// Series carrying `matcher.name` with a value the matcher rejects. For
+    /// a matcher accepting `""`, these are exactly the series it excludes:
+    /// series without the label match.
+    fn not_matching(&self, matcher: &Matcher) -> RoaringBitmap;
+}
+
+/// Series matching every matcher, with Prometheus' semantics: a series
+/// without a label behaves as if it had the value `""`, so `foo=""`,
+/// `foo!="x"` and `foo=~".*"` match series without foo. An empty matcher
+/// list matches all series.
+pub fn select_postings(source: &impl Postings, matchers: &[Matcher]) -> RoaringBitmap {
+    // Matchers that reject "" bound the result from above; evaluate them
+    // first so the cheap intersections come before the subtractions, and
+    // stop as soon as one of them matches nothing.
+    let mut includes = Vec::new();
+    let mut excluding = Vec::new();
+    for matcher in matchers {
+        if matcher.matches_empty() {
+            excluding.push(matcher);
+            continue;
+        }
+        let matching = source.matching(matcher);
+        if matching.is_empty() {
+            return matching;
+        }
+        includes.push(matching);
+    }
+
+    // Most selective first keeps the intermediate results small.
+    includes.sort_by_key(RoaringBitmap::len);
+    let mut includes = includes.into_iter();
+    let mut result = match includes.next() {
+        Some(first) => first,
+        None => source.all(),
+    };
+    for bitmap in includes {
+        result &= &bitmap;
+        if result.is_empty() {
+            return result;
+        }
+    }
+
+    for matcher in excluding {
+        if result.is_empty() {
+            break;
+        }
+        result -= &source.not_matching(matcher);
+    }
+    result
+}
 /// Whether `series` has a member in `within` (any member when `None`).
 fn overlaps(series: &RoaringBitmap, within: Option<&RoaringBitmap>) -> bool {
     match within {

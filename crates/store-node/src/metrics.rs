@@ -18,6 +18,14 @@ pub struct StoreMetrics {
     pub samples_rejected: Counter,
     pub head_series: Gauge,
     pub write_duration: Histogram,
+    pub blocks_cut: Counter,
+    pub blocks_compacted: Counter,
+    pub blocks_deleted: Counter,
+    pub blocks: Gauge,
+    pub block_bytes: Gauge,
+    pub postings_cache_hits: Counter,
+    pub postings_cache_misses: Counter,
+    pub postings_cache_bytes: Gauge,
 }
 
 impl StoreMetrics {
@@ -29,6 +37,14 @@ impl StoreMetrics {
             samples_rejected: Counter::default(),
             head_series: Gauge::default(),
             write_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            blocks_cut: Counter::default(),
+            blocks_compacted: Counter::default(),
+            blocks_deleted: Counter::default(),
+            blocks: Gauge::default(),
+            block_bytes: Gauge::default(),
+            postings_cache_hits: Counter::default(),
+            postings_cache_misses: Counter::default(),
+            postings_cache_bytes: Gauge::default(),
         };
         let store = registry.sub_registry_with_prefix("strata_store");
         store.register(
@@ -55,6 +71,46 @@ impl StoreMetrics {
             "write_duration_seconds",
             "Time to make one write durable and apply it, WAL fsync included",
             metrics.write_duration.clone(),
+        );
+        store.register(
+            "blocks_cut",
+            "Level-1 blocks cut from heads",
+            metrics.blocks_cut.clone(),
+        );
+        store.register(
+            "blocks_compacted",
+            "Blocks merged away by compaction",
+            metrics.blocks_compacted.clone(),
+        );
+        store.register(
+            "blocks_deleted",
+            "Blocks deleted by retention",
+            metrics.blocks_deleted.clone(),
+        );
+        store.register(
+            "blocks",
+            "Blocks on disk, all tenants",
+            metrics.blocks.clone(),
+        );
+        store.register(
+            "block_bytes",
+            "Bytes of all blocks on disk, all tenants",
+            metrics.block_bytes.clone(),
+        );
+        store.register(
+            "postings_cache_hits",
+            "Block postings lookups answered by the cache",
+            metrics.postings_cache_hits.clone(),
+        );
+        store.register(
+            "postings_cache_misses",
+            "Block postings lookups read from the index",
+            metrics.postings_cache_misses.clone(),
+        );
+        store.register(
+            "postings_cache_bytes",
+            "Approximate bytes held by the postings cache",
+            metrics.postings_cache_bytes.clone(),
         );
         metrics
     }

@@ -1,23 +1,30 @@
-//! One tenant's database: its WAL and its head. Every write goes through the
-//! WAL before it is visible or acknowledged; opening replays the WAL.
+//! One tenant's database: its WAL, its head and its blocks. Every write
+//! goes through the WAL before it is visible or acknowledged; opening
+//! opens the blocks, reads the WAL checkpoint and replays the segments.
+//! Cutting the head into blocks, compaction and retention live in
+//! [`crate::maintenance`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+use strata_common::Matcher;
 use strata_proto::prometheus::{Label, MetricMetadata, TimeSeries};
-use strata_proto::store::{RejectedSeries, WriteResponse};
+use strata_proto::store::{RejectedSeries, SelectedSeries, WriteResponse};
 use strata_proto::wal::{
-    HistogramsRecord, MetadataRecord, SamplesRecord, SeriesEntry, SeriesRecord, WalRecord,
-    wal_record,
+    Checkpoint, HistogramsRecord, MetadataRecord, SamplesRecord, SeriesEntry, SeriesRecord,
+    WalRecord, wal_record,
 };
 
+use crate::block::{Block, BlockError, PostingsCache};
 use crate::hash::FastBuild;
 use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
-use crate::wal_codec;
+use crate::{maintenance, merge, wal_codec};
 
-/// A tenant database could not be opened or written.
+/// A tenant database could not be opened, written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantDbError {
     #[error("write-ahead log of tenant {tenant} failed")]
@@ -26,6 +33,46 @@ pub enum TenantDbError {
         #[source]
         source: WalError,
     },
+    #[error("tenant {tenant}: {reason}")]
+    Checkpoint { tenant: String, reason: String },
+    #[error("tenant {tenant}: block failed")]
+    Block {
+        tenant: String,
+        #[source]
+        source: BlockError,
+    },
+    #[error(
+        "tenant {tenant} is cutting its head into a block; retry the write of samples older than {before_ms}"
+    )]
+    Busy { tenant: String, before_ms: i64 },
+}
+
+/// How a tenant stores its data.
+#[derive(Debug, Clone)]
+pub struct TenantOptions {
+    pub wal: WalOptions,
+    /// Length of a level-1 block (and the alignment of all block ranges).
+    pub block_range_ms: i64,
+    /// Accept samples older than the head's lower bound (they land in
+    /// blocks of their own, merged by compaction) instead of refusing them
+    /// as "out of bounds".
+    pub backfill: bool,
+    /// Delete blocks entirely older than this before the newest sample (0: keep all).
+    pub retention_ms: i64,
+    /// Delete the oldest blocks while all blocks take more bytes (0: no limit).
+    pub retention_bytes: u64,
+}
+
+impl Default for TenantOptions {
+    fn default() -> Self {
+        TenantOptions {
+            wal: WalOptions::default(),
+            block_range_ms: crate::head::DEFAULT_BLOCK_RANGE_MS,
+            backfill: false,
+            retention_ms: 0,
+            retention_bytes: 0,
+        }
+    }
 }
 
 /// What one write did, before it is turned into a wire response.
@@ -35,28 +82,82 @@ pub struct WriteOutcome {
     pub new_series: u64,
 }
 
-/// A tenant's WAL and head.
+/// The WAL and what the write path and cuts coordinate on; one mutex, held
+/// for a whole write, so writers of one tenant are serialized.
+#[derive(Debug)]
+pub(crate) struct WalState {
+    pub(crate) wal: Wal,
+    /// Newest sample timestamp in each segment (segments without samples:
+    /// `i64::MIN`), to know which segments a cut made redundant.
+    pub(crate) segment_max: BTreeMap<u64, i64>,
+    /// All data before this is in blocks: the head's lower bound.
+    pub(crate) cut_before: i64,
+    /// A cut at this bound is writing blocks (backfilled samples below it
+    /// must wait).
+    pub(crate) cutting: Option<i64>,
+}
+
+/// A tenant's WAL, head and blocks.
 #[derive(Debug)]
 pub struct TenantDb {
-    tenant: String,
-    /// Held for a whole write: writers of one tenant are serialized, which
-    /// keeps series ids and WAL order consistent.
-    wal: Mutex<Wal>,
-    head: RwLock<Head>,
+    pub(crate) tenant: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) options: TenantOptions,
+    pub(crate) wal: Mutex<WalState>,
+    pub(crate) head: RwLock<Head>,
+    /// Sorted by min time. Replaced (never mutated in place) by cuts,
+    /// compactions and retention, under the head's write lock for cuts.
+    pub(crate) blocks: RwLock<Vec<Arc<Block>>>,
+    pub(crate) postings_cache: Arc<PostingsCache>,
+    /// Serializes cuts, compactions and retention of this tenant.
+    pub(crate) maintenance: Mutex<()>,
 }
 
 impl TenantDb {
-    /// Opens the tenant's directory, replaying its WAL into a fresh head.
+    /// Opens the tenant's directory: blocks, WAL checkpoint, WAL replay.
     pub fn open(
         tenant: &str,
         dir: &Path,
-        options: WalOptions,
+        options: TenantOptions,
+        postings_cache: Arc<PostingsCache>,
     ) -> Result<(TenantDb, ReplayStats), TenantDbError> {
-        let mut head = Head::new();
+        let blocks = maintenance::open_blocks(&dir.join("blocks")).map_err(|source| {
+            TenantDbError::Block {
+                tenant: tenant.to_owned(),
+                source,
+            }
+        })?;
+        let mut head = Head::new(options.block_range_ms);
         let wal_dir: PathBuf = dir.join("wal");
+        let checkpoint =
+            maintenance::read_checkpoint(&wal_dir).map_err(|reason| TenantDbError::Checkpoint {
+                tenant: tenant.to_owned(),
+                reason,
+            })?;
         let mut replay = Replay::default();
-        let (wal, stats) = Wal::open(&wal_dir, options, |payload| {
-            replay.apply(&mut head, payload)
+        let (cut_before, first_new_segment) = match &checkpoint {
+            Some(c) => (c.cut_before_ms, c.first_new_segment),
+            None => (i64::MIN, 0),
+        };
+        if let Some(checkpoint) = checkpoint {
+            replay
+                .apply_checkpoint(&mut head, checkpoint)
+                .map_err(|reason| TenantDbError::Checkpoint {
+                    tenant: tenant.to_owned(),
+                    reason,
+                })?;
+        }
+        let mut segment_max = BTreeMap::new();
+        let (wal, stats) = Wal::open(&wal_dir, options.wal.clone(), |segment, payload| {
+            replay.skip_before = if segment < first_new_segment {
+                cut_before
+            } else {
+                i64::MIN
+            };
+            let newest = replay.apply(&mut head, payload)?;
+            let max = segment_max.entry(segment).or_insert(i64::MIN);
+            *max = (*max).max(newest);
+            Ok(())
         })
         .map_err(|source| TenantDbError::Wal {
             tenant: tenant.to_owned(),
@@ -71,8 +172,18 @@ impl TenantDb {
         }
         let db = TenantDb {
             tenant: tenant.to_owned(),
-            wal: Mutex::new(wal),
+            dir: dir.to_owned(),
+            options,
+            wal: Mutex::new(WalState {
+                wal,
+                segment_max,
+                cut_before,
+                cutting: None,
+            }),
             head: RwLock::new(head),
+            blocks: RwLock::new(blocks),
+            postings_cache,
+            maintenance: Mutex::new(()),
         };
         Ok((db, stats))
     }
@@ -86,51 +197,212 @@ impl TenantDb {
         self.head.read()
     }
 
-    /// Makes everything appended so far durable (shutdown, interval policy).
-    pub fn sync(&self) -> Result<(), TenantDbError> {
-        self.wal.lock().sync().map_err(|source| TenantDbError::Wal {
+    /// The open blocks, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        self.blocks.read().clone()
+    }
+
+    pub(crate) fn wal_error(&self, source: WalError) -> TenantDbError {
+        TenantDbError::Wal {
             tenant: self.tenant.clone(),
             source,
-        })
+        }
+    }
+
+    pub(crate) fn block_error(&self, source: BlockError) -> TenantDbError {
+        TenantDbError::Block {
+            tenant: self.tenant.clone(),
+            source,
+        }
+    }
+
+    /// Makes everything appended so far durable (shutdown, interval policy).
+    pub fn sync(&self) -> Result<(), TenantDbError> {
+        self.wal.lock().wal.sync().map_err(|e| self.wal_error(e))
     }
 
     /// Runs a due interval fsync, if any.
     pub fn sync_if_due(&self) -> Result<(), TenantDbError> {
         self.wal
             .lock()
+            .wal
             .sync_if_due()
-            .map_err(|source| TenantDbError::Wal {
-                tenant: self.tenant.clone(),
-                source,
-            })
+            .map_err(|e| self.wal_error(e))
     }
 
     /// Appends the accepted samples of `timeseries` and new `metadata`.
-    /// Samples the head refuses (out of order, duplicate timestamp) are
-    /// reported per series; the rest are durable in the WAL when this returns.
+    /// Samples the head refuses (out of order, duplicate timestamp, out of
+    /// bounds) are reported per series; the rest are durable in the WAL
+    /// when this returns.
     pub fn write(
         &self,
         timeseries: &[TimeSeries],
         metadata: &[MetricMetadata],
     ) -> Result<WriteOutcome, TenantDbError> {
-        let mut wal = self.wal.lock();
+        let mut state = self.wal.lock();
+        let bounds = Bounds {
+            min_valid: state.cut_before,
+            backfill: self.options.backfill,
+        };
         let plan = {
             let head = self.head.read();
-            plan_write(&head, timeseries, metadata)
+            plan_write(&head, timeseries, metadata, bounds)
         };
+        if let (Some(before), Some(oldest)) = (state.cutting, plan.oldest_sample())
+            && oldest < before
+        {
+            return Err(TenantDbError::Busy {
+                tenant: self.tenant.clone(),
+                before_ms: before,
+            });
+        }
         let records = plan.records();
         if !records.is_empty() {
             let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-            wal.append(&refs).map_err(|source| TenantDbError::Wal {
-                tenant: self.tenant.clone(),
-                source,
-            })?;
+            let first_segment = state.wal.current_segment();
+            let appended = state.wal.append(&refs);
+            let newest = plan.newest_sample().unwrap_or(i64::MIN);
+            for segment in first_segment..=state.wal.current_segment() {
+                let max = state.segment_max.entry(segment).or_insert(i64::MIN);
+                *max = (*max).max(newest);
+            }
+            if let Err(source) = appended {
+                // Ids the failed batch may have written are never reused.
+                self.head.write().skip_ids_below(plan.next_id);
+                return Err(self.wal_error(source));
+            }
         }
         let mut head = self.head.write();
         let outcome = plan.apply(&mut head);
         drop(head);
-        drop(wal);
+        drop(state);
         Ok(outcome)
+    }
+
+    /// A consistent view: the head's selection and the blocks as they were
+    /// at that moment (a cut swaps both under the head's write lock).
+    fn view<T>(&self, from_head: impl FnOnce(&Head) -> T) -> (T, Vec<Arc<Block>>) {
+        let head = self.head.read();
+        let blocks = self.blocks.read().clone();
+        (from_head(&head), blocks)
+    }
+
+    /// The data of the series matching all matchers in `[start, end]`,
+    /// head and blocks merged, sorted by labels.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<SelectedSeries>, TenantDbError> {
+        let (from_head, blocks) = self.view(|head| {
+            let ids = head.matching(matchers, start, end);
+            head.select(&ids, start, end)
+        });
+        let mut parts = Vec::with_capacity(blocks.len() + 1);
+        for block in blocks.iter().filter(|b| b.overlaps(start, end)) {
+            let selected = block
+                .select(matchers, start, end, &self.postings_cache)
+                .map_err(|e| self.block_error(e))?;
+            parts.push(selected);
+        }
+        parts.push(from_head);
+        Ok(merge::merge_selected(parts))
+    }
+
+    /// Label sets of the series matching any of the sets with data in
+    /// `[start, end]`, sorted and distinct.
+    pub fn label_sets(
+        &self,
+        sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Vec<Label>>, TenantDbError> {
+        let (mut all, blocks) = self.view(|head| {
+            let ids = head.matching_any(sets, start, end);
+            head.label_sets(&ids)
+        });
+        for block in blocks.iter().filter(|b| b.overlaps(start, end)) {
+            let ids = self.block_ids(block, sets, start, end)?;
+            for id in &ids {
+                all.push(block.series(id).map_err(|e| self.block_error(e))?.labels);
+            }
+        }
+        all.sort_by(|a, b| strata_common::labels::compare(a, b));
+        all.dedup();
+        Ok(all)
+    }
+
+    fn block_ids(
+        &self,
+        block: &Block,
+        sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<RoaringBitmap, TenantDbError> {
+        block
+            .matching_any(sets, start, end, &self.postings_cache)
+            .map_err(|e| self.block_error(e))
+    }
+
+    /// Label names of the matching series, sorted and distinct.
+    pub fn label_names(
+        &self,
+        sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, TenantDbError> {
+        let (mut names, blocks) = self.view(|head| {
+            let ids = head.matching_any(sets, start, end);
+            head.label_names(&ids)
+        });
+        for block in blocks.iter().filter(|b| b.overlaps(start, end)) {
+            let ids = self.block_ids(block, sets, start, end)?;
+            names.extend(block.label_names(&ids).map_err(|e| self.block_error(e))?);
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Values of label `name` among the matching series, sorted and distinct.
+    pub fn label_values(
+        &self,
+        name: &str,
+        sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, TenantDbError> {
+        let (mut values, blocks) = self.view(|head| {
+            let ids = head.matching_any(sets, start, end);
+            head.label_values(name, &ids)
+        });
+        for block in blocks.iter().filter(|b| b.overlaps(start, end)) {
+            let ids = self.block_ids(block, sets, start, end)?;
+            values.extend(
+                block
+                    .label_values(name, &ids)
+                    .map_err(|e| self.block_error(e))?,
+            );
+        }
+        values.sort_unstable();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+/// The head's lower bound as the write path applies it.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// Samples before this are "out of bounds" (their range is in blocks).
+    min_valid: i64,
+    /// Accept them anyway (they will be cut into blocks of their own).
+    backfill: bool,
+}
+
+impl Bounds {
+    fn refuses(&self, t: i64) -> bool {
+        t < self.min_valid && !self.backfill
     }
 }
 
@@ -142,9 +414,16 @@ struct WritePlan {
     histograms: HistogramsRecord,
     metadata: Vec<MetricMetadata>,
     rejected: Vec<RejectedSeries>,
+    /// The first id no series of this plan uses.
+    next_id: u32,
 }
 
-fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata]) -> WritePlan {
+fn plan_write(
+    head: &Head,
+    timeseries: &[TimeSeries],
+    metadata: &[MetricMetadata],
+    bounds: Bounds,
+) -> WritePlan {
     let mut plan = WritePlan::default();
     // Series created by this very request, and the newest sample accepted so
     // far per series, so that order checks see earlier samples of the request.
@@ -173,6 +452,11 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
         for sample in &series.samples {
             let bits = sample.value.to_bits();
             let value = SampleValue::Float(bits);
+            if bounds.refuses(sample.timestamp) {
+                refused += 1;
+                reason.get_or_insert(SampleRejection::OutOfBounds);
+                continue;
+            }
             match check_order(last.as_ref(), sample.timestamp, &value) {
                 AppendCheck::Append => {
                     plan.samples.series_ids.push(id);
@@ -193,6 +477,11 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
         }
         for histogram in &series.histograms {
             let value = SampleValue::Histogram(Box::new(histogram.clone()));
+            if bounds.refuses(histogram.timestamp) {
+                refused += 1;
+                reason.get_or_insert(SampleRejection::OutOfBounds);
+                continue;
+            }
             match check_order(last.as_ref(), histogram.timestamp, &value) {
                 AppendCheck::Append => {
                     plan.histograms.series_ids.push(id);
@@ -234,6 +523,7 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
             });
         }
     }
+    plan.next_id = next_id;
     for entry in metadata {
         let repeated = plan.metadata.iter().any(|m| m == entry);
         if head.is_new_metadata(entry) && !repeated {
@@ -244,6 +534,19 @@ fn plan_write(head: &Head, timeseries: &[TimeSeries], metadata: &[MetricMetadata
 }
 
 impl WritePlan {
+    fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
+        let histograms = self.histograms.histograms.iter().map(|h| h.timestamp);
+        self.samples.timestamps_ms.iter().copied().chain(histograms)
+    }
+
+    fn oldest_sample(&self) -> Option<i64> {
+        self.timestamps().min()
+    }
+
+    fn newest_sample(&self) -> Option<i64> {
+        self.timestamps().max()
+    }
+
     /// The WAL records of this plan, series first so replay can resolve ids.
     fn records(&self) -> Vec<Vec<u8>> {
         let mut records = Vec::new();
@@ -316,15 +619,18 @@ fn apply_histograms(head: &mut Head, record: HistogramsRecord) {
 
 /// Replay state: what each WAL series id means now.
 ///
-/// Ids in the WAL normally equal head ids, but a write whose WAL append
-/// failed half-way may leave a series record behind, after which the next
-/// write reuses the id for another series. Replay therefore maps WAL ids
-/// to head series as records come, the latest definition winning, and
-/// finds series by labels so a label set defined twice is one series.
+/// Series keep the id the WAL (or the checkpoint) gave them. Two records
+/// may still name different ids for one label set, or one id for different
+/// label sets, when WAL segments from different runs meet (a run restarted
+/// after a failed append); replay then maps WAL ids to head series as
+/// records come, the latest definition winning, and finds series by
+/// labels so a label set defined twice is one series.
 #[derive(Debug, Default)]
 struct Replay {
-    ids: HashMap<u32, u32>,
+    ids: HashMap<u32, u32, FastBuild>,
     unknown_refs: u64,
+    /// Samples before this are already in blocks (set per segment).
+    skip_before: i64,
 }
 
 impl Replay {
@@ -336,21 +642,43 @@ impl Replay {
         id
     }
 
-    /// Applies one WAL record.
-    fn apply(&mut self, head: &mut Head, payload: &[u8]) -> Result<(), String> {
+    fn define(&mut self, head: &mut Head, wal_id: u32, labels: Vec<Label>) -> Result<(), String> {
+        let id = match head.lookup(&labels) {
+            Some(id) => id,
+            None => {
+                let id = if head.is_free(wal_id) {
+                    wal_id
+                } else {
+                    head.next_id()
+                };
+                head.create_series(id, labels)?;
+                id
+            }
+        };
+        self.ids.insert(wal_id, id);
+        Ok(())
+    }
+
+    fn apply_checkpoint(&mut self, head: &mut Head, checkpoint: Checkpoint) -> Result<(), String> {
+        for entry in checkpoint.series {
+            self.define(head, entry.id, entry.labels)?;
+        }
+        for entry in checkpoint.metadata {
+            head.add_metadata(entry);
+        }
+        head.skip_ids_below(checkpoint.next_series_id);
+        Ok(())
+    }
+
+    /// Applies one WAL record; returns its newest sample timestamp
+    /// (`i64::MIN` when it has none).
+    fn apply(&mut self, head: &mut Head, payload: &[u8]) -> Result<i64, String> {
         let record = wal_codec::decode(payload)?;
+        let mut newest = i64::MIN;
         match record.record {
             Some(wal_record::Record::Series(series)) => {
                 for entry in series.entries {
-                    let id = match head.lookup(&entry.labels) {
-                        Some(id) => id,
-                        None => {
-                            let id = head.next_id();
-                            head.create_series(id, entry.labels)?;
-                            id
-                        }
-                    };
-                    self.ids.insert(entry.id, id);
+                    self.define(head, entry.id, entry.labels)?;
                 }
             }
             Some(wal_record::Record::Samples(samples)) => {
@@ -360,6 +688,10 @@ impl Replay {
                     .zip(&samples.timestamps_ms)
                     .zip(&samples.value_bits);
                 for ((wal_id, t), bits) in rows {
+                    newest = newest.max(*t);
+                    if *t < self.skip_before {
+                        continue;
+                    }
                     if let Some(id) = self.resolve(*wal_id) {
                         head.append_float(id, *t, *bits);
                     }
@@ -368,6 +700,10 @@ impl Replay {
             Some(wal_record::Record::Histograms(histograms)) => {
                 let rows = histograms.series_ids.into_iter().zip(histograms.histograms);
                 for (wal_id, histogram) in rows {
+                    newest = newest.max(histogram.timestamp);
+                    if histogram.timestamp < self.skip_before {
+                        continue;
+                    }
                     if let Some(id) = self.resolve(wal_id) {
                         head.append_histogram(id, histogram);
                     }
@@ -380,7 +716,7 @@ impl Replay {
             }
             None => return Err("empty wal record".to_owned()),
         }
-        Ok(())
+        Ok(newest)
     }
 }
 
@@ -389,6 +725,14 @@ mod tests {
     use super::*;
     use strata_common::labels::label;
     use strata_proto::prometheus::Sample;
+
+    fn test_cache() -> Arc<PostingsCache> {
+        Arc::new(PostingsCache::new(
+            1 << 20,
+            Default::default(),
+            Default::default(),
+        ))
+    }
 
     fn series(name: &str, samples: &[(i64, f64)]) -> TimeSeries {
         TimeSeries {
@@ -409,7 +753,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let stale = f64::from_bits(strata_proto::STALE_NAN_BITS);
         {
-            let (db, _) = TenantDb::open("t", dir.path(), WalOptions::default()).expect("open");
+            let (db, _) = TenantDb::open("t", dir.path(), TenantOptions::default(), test_cache())
+                .expect("open");
             let out = db
                 .write(
                     &[
@@ -422,7 +767,8 @@ mod tests {
             assert_eq!(out.response.samples_written, 3);
             assert_eq!(out.new_series, 2);
         }
-        let (db, stats) = TenantDb::open("t", dir.path(), WalOptions::default()).expect("reopen");
+        let (db, stats) = TenantDb::open("t", dir.path(), TenantOptions::default(), test_cache())
+            .expect("reopen");
         assert!(stats.records >= 2);
         let head = db.head();
         assert_eq!(head.num_series(), 2);
@@ -435,7 +781,8 @@ mod tests {
     #[test]
     fn out_of_order_samples_are_rejected_per_series() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (db, _) = TenantDb::open("t", dir.path(), WalOptions::default()).expect("open");
+        let (db, _) =
+            TenantDb::open("t", dir.path(), TenantOptions::default(), test_cache()).expect("open");
         db.write(&[series("a", &[(10, 1.0)])], &[]).expect("write");
         let out = db
             .write(
@@ -459,7 +806,8 @@ mod tests {
     #[test]
     fn a_series_repeated_in_one_request_gets_one_id() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (db, _) = TenantDb::open("t", dir.path(), WalOptions::default()).expect("open");
+        let (db, _) =
+            TenantDb::open("t", dir.path(), TenantOptions::default(), test_cache()).expect("open");
         let out = db
             .write(
                 &[series("a", &[(1, 1.0)]), series("a", &[(2, 1.0), (1, 5.0)])],

@@ -197,7 +197,7 @@ pub struct Wal {
 
 impl Wal {
     /// Opens (creating if needed) the WAL in `dir`, replaying every record in
-    /// order through `on_record` before returning.
+    /// order through `on_record(segment_number, payload)` before returning.
     ///
     /// Damage is handled so that a crash never keeps the node from starting:
     ///
@@ -224,7 +224,7 @@ impl Wal {
     pub fn open(
         dir: &Path,
         options: WalOptions,
-        mut on_record: impl FnMut(&[u8]) -> Result<(), String>,
+        mut on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
     ) -> Result<(Wal, ReplayStats), WalError> {
         fs::create_dir_all(dir).map_err(|source| WalError::Open {
             dir: dir.to_path_buf(),
@@ -242,7 +242,7 @@ impl Wal {
             replay_segment(
                 &segment_path(dir, number),
                 is_last,
-                &mut on_record,
+                &mut |payload: &[u8]| on_record(number, payload),
                 &mut payload,
                 &mut stats,
             )?;
@@ -434,6 +434,13 @@ impl Wal {
 
     /// Closes the current segment (fsync'd, so only the newest segment can
     /// ever have a torn tail) and starts the next one.
+    /// Closes the current segment (synced) and starts the next one, whose
+    /// number is returned: everything appended later is in it or after it.
+    pub fn start_new_segment(&mut self) -> Result<u64, WalError> {
+        self.rotate()?;
+        Ok(self.segment)
+    }
+
     fn rotate(&mut self) -> Result<(), WalError> {
         if self.broken {
             // The tail is already suspect and replay skips past it; a failing
@@ -739,7 +746,7 @@ mod tests {
         opts: WalOptions,
     ) -> Result<(Wal, Vec<Vec<u8>>, ReplayStats), WalError> {
         let mut records = Vec::new();
-        let (wal, stats) = Wal::open(dir, opts, |r| {
+        let (wal, stats) = Wal::open(dir, opts, |_, r| {
             records.push(r.to_vec());
             Ok(())
         })?;
@@ -1036,7 +1043,7 @@ mod tests {
         drop(wal);
 
         let mut seen = 0;
-        let result = Wal::open(dir.path(), WalOptions::default(), |_| {
+        let result = Wal::open(dir.path(), WalOptions::default(), |_, _| {
             seen += 1;
             if seen == 2 {
                 Err("bad record".to_string())

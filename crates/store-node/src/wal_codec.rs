@@ -16,6 +16,16 @@ const MAX_DECODED_BYTES: usize = 256 << 20;
 
 /// Encodes a record for the WAL.
 pub fn encode(record: &WalRecord) -> Vec<u8> {
+    encode_message(record)
+}
+
+/// Decodes a WAL payload written by [`encode`].
+pub fn decode(payload: &[u8]) -> Result<WalRecord, String> {
+    decode_message(payload)
+}
+
+/// Encodes any message the way WAL records are (also used for checkpoints).
+pub fn encode_message(record: &impl Message) -> Vec<u8> {
     let message = record.encode_to_vec();
     if message.len() >= MIN_COMPRESS_BYTES
         && let Ok(compressed) = snap::raw::Encoder::new().compress_vec(&message)
@@ -32,8 +42,8 @@ pub fn encode(record: &WalRecord) -> Vec<u8> {
     out
 }
 
-/// Decodes a WAL payload written by [`encode`].
-pub fn decode(payload: &[u8]) -> Result<WalRecord, String> {
+/// Decodes a message written by [`encode_message`].
+pub fn decode_message<M: Message + Default>(payload: &[u8]) -> Result<M, String> {
     let Some((&format, body)) = payload.split_first() else {
         return Err("empty wal record".to_owned());
     };
@@ -58,7 +68,7 @@ pub fn decode(payload: &[u8]) -> Result<WalRecord, String> {
         }
         other => return Err(format!("unknown wal record format {other}")),
     };
-    WalRecord::decode(message.as_ref()).map_err(|e| format!("undecodable wal record: {e}"))
+    M::decode(message.as_ref()).map_err(|e| format!("undecodable wal record: {e}"))
 }
 
 #[cfg(test)]

@@ -63,6 +63,30 @@ pub struct Cli {
     #[arg(long = "wal.segment-size-bytes", value_name = "BYTES")]
     pub wal_segment_size_bytes: Option<u64>,
 
+    /// Time range of a block cut from the head [default: 2h].
+    #[arg(long = "blocks.range", value_name = "DURATION")]
+    pub blocks_range: Option<String>,
+
+    /// Delete blocks older than this before the newest sample; 0s keeps everything [default: 0s].
+    #[arg(long = "blocks.retention-time", value_name = "DURATION")]
+    pub blocks_retention_time: Option<String>,
+
+    /// Delete the oldest blocks while a tenant's blocks take more bytes; 0 means no limit [default: 0].
+    #[arg(long = "blocks.retention-size-bytes", value_name = "BYTES")]
+    pub blocks_retention_size_bytes: Option<u64>,
+
+    /// Accept samples older than the head's lower bound (backfill) instead of refusing them as out of bounds [default: false].
+    #[arg(long = "blocks.backfill", value_name = "BOOL")]
+    pub blocks_backfill: Option<bool>,
+
+    /// How often heads are checked for a due cut, compaction and retention [default: 1m].
+    #[arg(long = "blocks.maintenance-interval", value_name = "DURATION")]
+    pub blocks_maintenance_interval: Option<String>,
+
+    /// Bytes of block postings lookups kept in memory [default: 67108864].
+    #[arg(long = "blocks.postings-cache-bytes", value_name = "BYTES")]
+    pub blocks_postings_cache_bytes: Option<u64>,
+
     /// Refuse requests without an X-Scope-OrgID header (401 "no org id") [default: false].
     #[arg(long = "tenancy.require-tenant", value_name = "BOOL")]
     pub require_tenant: Option<bool>,
@@ -148,6 +172,21 @@ impl Cli {
         set(&mut c.wal.fsync, &self.wal_fsync);
         set(&mut c.wal.fsync_interval, &self.wal_fsync_interval);
         set(&mut c.wal.segment_size_bytes, &self.wal_segment_size_bytes);
+        set(&mut c.blocks.range, &self.blocks_range);
+        set(&mut c.blocks.retention_time, &self.blocks_retention_time);
+        set(
+            &mut c.blocks.retention_size_bytes,
+            &self.blocks_retention_size_bytes,
+        );
+        set(&mut c.blocks.backfill, &self.blocks_backfill);
+        set(
+            &mut c.blocks.maintenance_interval,
+            &self.blocks_maintenance_interval,
+        );
+        set(
+            &mut c.blocks.postings_cache_bytes,
+            &self.blocks_postings_cache_bytes,
+        );
         set(&mut c.tenancy.require_tenant, &self.require_tenant);
         set(&mut c.tenancy.no_auth_tenant, &self.no_auth_tenant);
         set(

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_frontend::{FrontendConfig, LimitsConfig, RemoteReadConfig, TenancyConfig};
-use strata_store_node::{FsyncPolicy, WalOptions};
+use strata_store_node::tenant_db::TenantOptions;
+use strata_store_node::{EngineOptions, FsyncPolicy, WalOptions};
 
 /// Which role(s) this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -119,6 +120,37 @@ impl Default for WalConfig {
     }
 }
 
+/// Blocks on disk: cutting, compaction, retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlocksConfig {
+    /// Time range of a block cut from the head; compaction merges blocks into 6× and 24× ranges.
+    pub range: String,
+    /// Delete blocks entirely older than this before the newest sample; `0s` keeps everything.
+    pub retention_time: String,
+    /// Delete the oldest blocks while a tenant's blocks take more bytes; 0 means no limit.
+    pub retention_size_bytes: u64,
+    /// Accept samples older than the head's lower bound into blocks of their own instead of refusing them as "out of bounds".
+    pub backfill: bool,
+    /// How often the head is checked for a due cut, compaction and retention.
+    pub maintenance_interval: String,
+    /// Bytes of block postings lookups kept in memory.
+    pub postings_cache_bytes: u64,
+}
+
+impl Default for BlocksConfig {
+    fn default() -> Self {
+        BlocksConfig {
+            range: "2h".to_owned(),
+            retention_time: "0s".to_owned(),
+            retention_size_bytes: 0,
+            backfill: false,
+            maintenance_interval: "1m".to_owned(),
+            postings_cache_bytes: 64 << 20,
+        }
+    }
+}
+
 /// PromQL evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,6 +199,7 @@ pub struct Config {
     pub log: LogConfig,
     pub tracing: TracingConfig,
     pub wal: WalConfig,
+    pub blocks: BlocksConfig,
     pub tenancy: TenancyConfig,
     pub limits: LimitsConfig,
     pub remote_read: RemoteReadConfig,
@@ -223,6 +256,23 @@ impl Config {
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
         }
+        for (key, value) in [
+            ("blocks.range", &self.blocks.range),
+            (
+                "blocks.maintenance_interval",
+                &self.blocks.maintenance_interval,
+            ),
+        ] {
+            parse_duration(value)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
+        }
+        parse_duration(&self.blocks.retention_time).ok_or_else(|| {
+            format!(
+                "blocks.retention_time: invalid duration {:?}",
+                self.blocks.retention_time
+            )
+        })?;
         if self.querier.max_samples == 0 {
             return Err("querier.max_samples must be greater than 0".to_owned());
         }
@@ -262,6 +312,29 @@ impl Config {
             max_samples: self.querier.max_samples,
             ..strata_querier::EngineOptions::default()
         }
+    }
+
+    /// The store engine's settings (validated durations).
+    pub fn engine_options_for_store(&self) -> EngineOptions {
+        let ms = |text: &str| {
+            parse_duration(text).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        EngineOptions {
+            data_dir: self.data_dir.clone(),
+            tenant: TenantOptions {
+                wal: self.wal_options(),
+                block_range_ms: ms(&self.blocks.range).max(1),
+                backfill: self.blocks.backfill,
+                retention_ms: ms(&self.blocks.retention_time),
+                retention_bytes: self.blocks.retention_size_bytes,
+            },
+            postings_cache_bytes: self.blocks.postings_cache_bytes,
+        }
+    }
+
+    /// How often block maintenance runs.
+    pub fn maintenance_interval(&self) -> Duration {
+        parse_duration(&self.blocks.maintenance_interval).unwrap_or(Duration::from_secs(60))
     }
 
     pub fn wal_options(&self) -> WalOptions {

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use strata_common::{GrpcStoreClient, StoreApi};
 use strata_frontend::Frontend;
 use strata_store_node::grpc::StoreService;
-use strata_store_node::{Engine, EngineOptions, FsyncPolicy, LocalStore, StoreMetrics};
+use strata_store_node::{Engine, FsyncPolicy, LocalStore, StoreMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -46,10 +46,7 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
     let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
     let grpc_listener = bind(&config.server.grpc_addr, "server.grpc_addr").await?;
     let engine = Engine::new(
-        EngineOptions {
-            data_dir: config.data_dir.clone(),
-            wal: config.wal_options(),
-        },
+        config.engine_options_for_store(),
         StoreMetrics::new(&mut registry),
     )?;
     let engine = Arc::new(engine);
@@ -86,6 +83,11 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
     if let FsyncPolicy::Interval(period) = config.wal_options().fsync {
         tokio::spawn(sync_periodically(engine.clone(), period, stopped.clone()));
     }
+    tokio::spawn(maintain_periodically(
+        engine.clone(),
+        config.maintenance_interval(),
+        stopped.clone(),
+    ));
 
     let replay_engine = engine.clone();
     let replay = tokio::task::spawn_blocking(move || replay_engine.replay());
@@ -223,6 +225,28 @@ async fn sync_periodically(engine: Arc<Engine>, period: Duration, stopped: watch
         }
         let engine = engine.clone();
         let _ = tokio::task::spawn_blocking(move || engine.sync_due()).await;
+    }
+}
+
+/// Cuts due heads into blocks, compacts and applies retention, one pass
+/// per period (the first after one period, once replay is done).
+async fn maintain_periodically(
+    engine: Arc<Engine>,
+    period: Duration,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = wait_for_stop(stopped.clone()) => return,
+        }
+        if !engine.is_ready() {
+            continue;
+        }
+        let engine = engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.maintain()).await;
     }
 }
 
