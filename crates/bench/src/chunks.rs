@@ -177,13 +177,16 @@ pub fn run(args: &ChunksArgs) -> Result<bool> {
             Kind::of(name, column)
         })
         .collect();
+    let jitter = match args.jitter_ms {
+        0 => "regular timestamps".to_owned(),
+        ms => format!("timestamps delayed 0 to {ms} ms"),
+    };
     println!(
-        "Workload: {} hosts, {} series, {rounds} samples per series at {} s \
-         (jitter 0-{} ms), {} samples (generated in {:.1}s)",
+        "Workload: {} hosts, {} series, {rounds} samples per series at {} s ({jitter}), \
+         {} samples (generated in {:.1}s)",
         args.hosts,
         values.len(),
         args.interval_secs,
-        args.jitter_ms,
         values.len() * rounds,
         generate.elapsed().as_secs_f64()
     );

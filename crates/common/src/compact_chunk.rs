@@ -50,8 +50,10 @@
 //!          n uvarint, n × (index gap uvarint, value bits u64 LE)
 //! ```
 //!
-//! Timestamp arithmetic wraps, in the encoder and the decoder alike, so any
-//! `i64` sequence round-trips, sorted or not.
+//! Timestamp and integer arithmetic wraps, in the encoder and the decoder
+//! alike, so any `i64` sequence round-trips, sorted or not, and so does any
+//! integer sequence. The decoder checks every length against the bytes it
+//! has, refuses trailing bytes, and never panics on damaged input.
 
 mod bits;
 mod decode;
