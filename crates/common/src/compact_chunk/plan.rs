@@ -276,8 +276,15 @@ impl IntPlan {
         let mut scales: Vec<usize> = smallest.iter().flatten().copied().collect();
         scales.sort_unstable();
         scales.dedup();
+        // From the largest k down: a smaller k turns the values that need
+        // more into exceptions of 9 bytes each, which soon costs more than
+        // the best plan so far.
         let mut best: Option<IntPlan> = None;
-        for &k in &scales {
+        for &k in scales.iter().rev() {
+            let exceptions = smallest.iter().filter(|s| s.is_none_or(|s| s > k)).count();
+            if best.as_ref().is_some_and(|b| exceptions * 9 >= b.len()) {
+                continue;
+            }
             keep_smaller(&mut best, IntPlan::build(values, Scale::Divide, k));
         }
         // Multiplying by 10^-k is worth a try when dividing left numbers
