@@ -15,6 +15,10 @@ use crate::config::{Config, FsyncMode, LogFormat, Target};
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about, long_about)]
 pub struct Cli {
+    /// Offline tools instead of a server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Role(s) this process runs; `all` is a whole single-node server.
     #[arg(long, value_enum)]
     pub target: Option<Target>,
@@ -142,6 +146,29 @@ pub struct Cli {
     /// Store node a `--target frontend` process uses [default: http://127.0.0.1:9095].
     #[arg(long = "frontend.store-address", value_name = "URL")]
     pub store_address: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Offline tools over a data directory.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ToolCommand {
+    /// Prints a block's time range, series, chunks, samples and bytes by
+    /// section, and bytes per sample.
+    InspectBlock {
+        /// A block directory (`<data>/tenants/<tenant>/blocks/<ULID>`).
+        dir: PathBuf,
+    },
+    /// Checks every checksum of a block, or of every block under a tenant or
+    /// data directory; exits 1 when any is damaged.
+    Verify {
+        /// A block, tenant or data directory.
+        dir: PathBuf,
+    },
 }
 
 impl Cli {

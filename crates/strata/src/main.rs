@@ -5,6 +5,7 @@ mod config;
 mod local_querier;
 mod logging;
 mod server;
+mod tool;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,6 +20,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Some(cli::Command::Tool(command)) = &cli.command {
+        return tool::run(command);
+    }
     let config = match cli.config().and_then(|c| c.validate().map(|()| c)) {
         Ok(config) => config,
         Err(error) => {

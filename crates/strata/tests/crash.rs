@@ -385,6 +385,60 @@ fn sigterm_under_ingest_exits_zero_and_keeps_every_acknowledged_sample() {
     drop(strata);
 }
 
+#[test]
+fn kill9_during_block_cuts_and_compaction_loses_and_duplicates_nothing() {
+    // Each request is one second later than the last: with 10 s blocks and
+    // maintenance every 50 ms, the head is cut every few requests and blocks
+    // compact into 60 s ranges, so kills land while blocks are written,
+    // merged and deleted and while the WAL is checkpointed and truncated.
+    let flags = [
+        "--blocks.range",
+        "10s",
+        "--blocks.maintenance-interval",
+        "50ms",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut strata = Strata::start(&data, &flags);
+    let mut ledger: HashMap<u64, Fate> = HashMap::new();
+    let mut next_request = 0u64;
+    for millis in [900, 1300, 700, 1700, 1100, 500] {
+        strata = ingest_stop_restart(
+            strata,
+            &flags,
+            Stop::Kill9,
+            Duration::from_millis(millis),
+            &mut ledger,
+            &mut next_request,
+        );
+    }
+    let blocks = data.join("tenants/anonymous/blocks");
+    let names: Vec<String> = std::fs::read_dir(&blocks)
+        .expect("blocks directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.is_empty(), "no block was ever cut\n{}", strata.log());
+    let compacted = names.iter().any(|name| {
+        std::fs::read_to_string(blocks.join(name).join("meta.json"))
+            .is_ok_and(|meta| meta.contains("\"level\": 2"))
+    });
+    assert!(
+        compacted,
+        "no compaction happened: {names:?}\n{}",
+        strata.log()
+    );
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["tool", "verify"])
+        .arg(&data)
+        .output()
+        .expect("strata tool verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // torn WAL tails
 

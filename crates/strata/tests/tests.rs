@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod blocks;
 mod crash;
 mod differential;
 mod prometheus_interop;
