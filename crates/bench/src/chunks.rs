@@ -346,7 +346,7 @@ fn jitter(max_ms: u32, series: u64, round: u64) -> i64 {
 fn layout_name(tag: u8) -> String {
     let time = match tag >> 4 {
         0 => "packed",
-        1 => "sparse",
+        1 => "patched",
         _ => "?",
     };
     let value = match tag & 0x0f {

@@ -9,9 +9,9 @@
 //! layout that measures smallest for the chunk at hand:
 //!
 //! - **timestamps**: the first one, then the deltas between neighbours
-//!   either bit-packed at one width after subtracting the smallest delta
-//!   (a regular scrape costs zero bits per sample, jitter a few), or as one
-//!   common delta plus a list of exceptions (a missed scrape costs a couple
+//!   bit-packed at one width after subtracting a base (a regular scrape
+//!   costs zero bits per sample, jitter a few), with the deltas outside the
+//!   width's window in a list of exceptions (a missed scrape costs a couple
 //!   of bytes, not a wider packing for the whole chunk);
 //! - **values**: one constant; or integers — values that are exactly
 //!   `m / 10^k` (or `m * 10^-k`, what `round(v / q) * q` produces) for one
@@ -30,14 +30,15 @@
 //!
 //! ```text
 //! tag: u8                 time layout << 4 | value layout
-//!                         (time: 0 packed, 1 sparse; values: 0 xor, 1 const,
+//!                         (time: 0 packed, 1 patched; values: 0 xor, 1 const,
 //!                         2 decimal m / 10^k, 3 scaled m * 10^-k, 4 bits)
 //! count: uvarint          samples, at most 65535
 //! -- when count >= 1 --
 //! t0: varint
 //! -- timestamps, when count >= 2 --
 //! packed:  base uvarint, width u8, (count - 1) × width bits of delta - base
-//! sparse:  base uvarint, n uvarint, n × (index gap uvarint, zigzag(delta - base) uvarint)
+//! patched: as packed (exceptions packed as 0), then n uvarint,
+//!          n × (index gap uvarint, zigzag(delta - base) uvarint)
 //! -- values --
 //! xor:     first value's bits u64 LE, then Gorilla XOR of the rest
 //! const:   the value's bits in reverse order, as a uvarint (round values
@@ -96,7 +97,7 @@ const INV_POW10: [f64; MAX_SCALE + 1] = [
 const MAX_INT: f64 = (1u64 << 60) as f64;
 
 const TIME_PACKED: u8 = 0;
-const TIME_SPARSE: u8 = 1;
+const TIME_PATCHED: u8 = 1;
 
 const VALUE_XOR: u8 = 0;
 const VALUE_CONST: u8 = 1;

@@ -4,7 +4,7 @@
 use super::bits::{Cursor, MsbReader, Unpacker, packed_len, unzigzag};
 use super::{
     DecodeError, INV_POW10, IntSection, MAX_SAMPLES, MAX_SCALE, POW10, Scale, TIME_PACKED,
-    TIME_SPARSE, VALUE_BITS, VALUE_CONST, VALUE_DIVIDE, VALUE_MULTIPLY, VALUE_XOR, corrupt,
+    TIME_PATCHED, VALUE_BITS, VALUE_CONST, VALUE_DIVIDE, VALUE_MULTIPLY, VALUE_XOR, corrupt,
     truncated, varint_error,
 };
 
@@ -16,7 +16,7 @@ pub(super) fn decode_appending(
     let mut cursor = Cursor::new(bytes);
     let tag = cursor.u8().ok_or(DecodeError::Empty)?;
     let (time_layout, value_layout) = (tag >> 4, tag & 0x0f);
-    if time_layout > TIME_SPARSE || value_layout > VALUE_BITS {
+    if time_layout > TIME_PATCHED || value_layout > VALUE_BITS {
         return Err(DecodeError::UnknownLayout { tag });
     }
     let count = cursor.uvarint().map_err(varint_error("header"))?;
@@ -31,7 +31,7 @@ pub(super) fn decode_appending(
         if count >= 2 {
             match time_layout {
                 TIME_PACKED => decode_packed_times(&mut cursor, slots)?,
-                _ => decode_sparse_times(&mut cursor, slots)?,
+                _ => decode_patched_times(&mut cursor, slots)?,
             }
         }
         match value_layout {
@@ -72,19 +72,26 @@ fn decode_packed_times(
     Ok(())
 }
 
-fn decode_sparse_times(
+/// Packed deltas, then a list of exceptions whose deltas replace the
+/// packed ones (written as zeros there).
+fn decode_patched_times(
     cursor: &mut Cursor<'_>,
     slots: &mut [(i64, f64)],
 ) -> Result<(), DecodeError> {
     let deltas = slots.len() - 1;
     let section = varint_error("timestamps");
     let base = cursor.uvarint().map_err(&section)?;
+    let width = read_width(cursor, "timestamps")?;
+    let data = cursor
+        .bytes(packed_len(deltas, width))
+        .ok_or_else(|| truncated("timestamps"))?;
+    let mut residuals = Unpacker::new(data, width);
     let mut left = cursor.uvarint().map_err(&section)?;
     if left > deltas as u64 {
         return Err(corrupt("more timestamp exceptions than samples"));
     }
-    // The next exception: the index of its delta and its zigzagged offset;
-    // an index no delta has once none is left.
+    // The next exception: the index of its delta and its zigzagged offset
+    // from `base`; an index no delta has once none is left.
     let read_exception = |cursor: &mut Cursor<'_>, from: usize, left: &mut u64| {
         if *left == 0 {
             return Ok((usize::MAX, 0));
@@ -102,7 +109,7 @@ fn decode_sparse_times(
     let mut next = read_exception(cursor, 0, &mut left)?;
     let mut t = slots[0].0;
     for (i, slot) in slots[1..].iter_mut().enumerate() {
-        let mut delta = base;
+        let mut delta = base.wrapping_add(residuals.next_value());
         if i == next.0 {
             delta = base.wrapping_add(unzigzag(next.1) as u64);
             next = read_exception(cursor, i + 1, &mut left)?;

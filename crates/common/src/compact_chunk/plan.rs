@@ -4,24 +4,24 @@
 use super::bits::{
     MsbWriter, bit_width, pack, packed_len, put_uvarint, put_varint, uvarint_len, zigzag,
 };
-use super::{IntSection, MAX_SCALE, Scale, TIME_PACKED, TIME_SPARSE, VALUE_CONST, VALUE_XOR};
+use super::{IntSection, MAX_SCALE, Scale, TIME_PACKED, TIME_PATCHED, VALUE_CONST, VALUE_XOR};
 
-/// The timestamp section chosen for a chunk.
+/// The timestamp section chosen for a chunk: deltas minus `base`, packed
+/// at `width` bits, except those in `exceptions`.
 #[derive(Debug)]
-pub(super) enum TimePlan {
-    Packed {
-        base: u64,
-        width: u32,
-        residuals: Vec<u64>,
-    },
-    Sparse {
-        base: u64,
-        /// (delta index, zigzagged offset from `base`)
-        exceptions: Vec<(usize, u64)>,
-    },
+pub(super) struct TimePlan {
+    base: u64,
+    width: u32,
+    /// One per delta; 0 for an exception.
+    residuals: Vec<u64>,
+    /// (delta index, zigzagged offset from `base`)
+    exceptions: Vec<(usize, u64)>,
 }
 
 impl TimePlan {
+    /// Tries every width below the full one: the window of `2^width` deltas
+    /// that holds the most of them sets the base, the others become
+    /// exceptions; the smallest wins.
     pub(super) fn choose(samples: &[(i64, f64)]) -> TimePlan {
         let deltas: Vec<u64> = samples
             .windows(2)
@@ -29,79 +29,89 @@ impl TimePlan {
             .collect();
         let min = deltas.iter().copied().min().unwrap_or(0);
         let max = deltas.iter().copied().max().unwrap_or(0);
-        let width = bit_width(max - min);
-        if width == 0 {
-            return TimePlan::Packed {
-                base: min,
-                width,
-                residuals: Vec::new(),
-            };
+        let full = bit_width(max - min);
+        let mut best = TimePlan::build(&deltas, min, full);
+        if full == 0 {
+            return best;
         }
-        let residuals: Vec<u64> = deltas.iter().map(|d| d - min).collect();
-        let packed = TimePlan::Packed {
-            base: min,
+        let mut sorted = deltas.clone();
+        sorted.sort_unstable();
+        for width in 0..full {
+            // The window [base, base + 2^width) over the sorted deltas that
+            // holds the most of them.
+            let span = 1u64 << width;
+            let (mut start, mut most, mut base) = (0, 0, min);
+            for end in 0..sorted.len() {
+                while sorted[end] - sorted[start] >= span {
+                    start += 1;
+                }
+                if end + 1 - start > most {
+                    (most, base) = (end + 1 - start, sorted[start]);
+                }
+            }
+            // An exception costs at least two bytes.
+            let lower_bound = packed_len(deltas.len(), width) + 2 * (deltas.len() - most);
+            if lower_bound >= best.len() {
+                continue;
+            }
+            let plan = TimePlan::build(&deltas, base, width);
+            if plan.len() < best.len() {
+                best = plan;
+            }
+        }
+        best
+    }
+
+    fn build(deltas: &[u64], base: u64, width: u32) -> TimePlan {
+        let mut residuals = Vec::with_capacity(deltas.len());
+        let mut exceptions = Vec::new();
+        for (i, &delta) in deltas.iter().enumerate() {
+            let residual = delta.wrapping_sub(base);
+            if delta >= base && bit_width(residual) <= width {
+                residuals.push(residual);
+            } else {
+                residuals.push(0);
+                exceptions.push((i, zigzag(residual as i64)));
+            }
+        }
+        TimePlan {
+            base,
             width,
             residuals,
-        };
-        let base = most_common(&deltas);
-        let exceptions: Vec<(usize, u64)> = deltas
-            .iter()
-            .enumerate()
-            .filter(|&(_, &d)| d != base)
-            .map(|(i, &d)| (i, zigzag(d.wrapping_sub(base) as i64)))
-            .collect();
-        let sparse = TimePlan::Sparse { base, exceptions };
-        if sparse.len() < packed.len() {
-            sparse
-        } else {
-            packed
+            exceptions,
         }
     }
 
     pub(super) fn tag(&self) -> u8 {
-        match self {
-            TimePlan::Packed { .. } => TIME_PACKED,
-            TimePlan::Sparse { .. } => TIME_SPARSE,
+        if self.exceptions.is_empty() {
+            TIME_PACKED
+        } else {
+            TIME_PATCHED
         }
     }
 
     /// Bytes [`TimePlan::write`] appends.
     pub(super) fn len(&self) -> usize {
-        match self {
-            TimePlan::Packed {
-                base,
-                width,
-                residuals,
-            } => uvarint_len(*base) + 1 + packed_len(residuals.len(), *width),
-            TimePlan::Sparse { base, exceptions } => {
-                uvarint_len(*base)
-                    + uvarint_len(exceptions.len() as u64)
-                    + exceptions_len(exceptions)
-            }
+        let packed = uvarint_len(self.base) + 1 + packed_len(self.residuals.len(), self.width);
+        if self.exceptions.is_empty() {
+            return packed;
         }
+        packed + uvarint_len(self.exceptions.len() as u64) + exceptions_len(&self.exceptions)
     }
 
     pub(super) fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            TimePlan::Packed {
-                base,
-                width,
-                residuals,
-            } => {
-                put_uvarint(out, *base);
-                out.push(*width as u8);
-                pack(out, residuals, *width);
-            }
-            TimePlan::Sparse { base, exceptions } => {
-                put_uvarint(out, *base);
-                put_uvarint(out, exceptions.len() as u64);
-                let mut next = 0;
-                for &(index, offset) in exceptions {
-                    put_uvarint(out, (index - next) as u64);
-                    put_uvarint(out, offset);
-                    next = index + 1;
-                }
-            }
+        put_uvarint(out, self.base);
+        out.push(self.width as u8);
+        pack(out, &self.residuals, self.width);
+        if self.exceptions.is_empty() {
+            return;
+        }
+        put_uvarint(out, self.exceptions.len() as u64);
+        let mut next = 0;
+        for &(index, offset) in &self.exceptions {
+            put_uvarint(out, (index - next) as u64);
+            put_uvarint(out, offset);
+            next = index + 1;
         }
     }
 }

@@ -169,19 +169,35 @@ fn stale_marker_is_an_exception_not_a_fallback() {
 }
 
 #[test]
-fn a_missed_scrape_is_a_sparse_exception() {
-    let mut samples = regular(|i| i as f64);
+fn a_missed_scrape_is_a_timestamp_exception() {
+    let mut samples = regular(|_| 1.0);
     samples.remove(60);
     let bytes = round_trip(&samples);
-    assert_eq!(time_layout(&bytes), TIME_SPARSE);
+    assert_eq!(time_layout(&bytes), TIME_PATCHED);
+    // The exception count, then one exception: a few bytes.
+    let regular_len = encode(&regular(|_| 1.0)).len();
+    assert!(bytes.len() <= regular_len + 5, "{} bytes", bytes.len());
     // Jitter everywhere packs a few bits per sample instead.
-    let jittered: Vec<(i64, f64)> = regular(|i| i as f64)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (t, v))| (t + (i as i64 * 7919) % 5, v))
-        .collect();
-    let bytes = round_trip(&jittered);
-    assert_eq!(time_layout(&bytes), TIME_PACKED);
+    let jitter = |samples: Vec<(i64, f64)>| -> Vec<(i64, f64)> {
+        samples
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, v))| (t + (i as i64 * 7919) % 5, v))
+            .collect()
+    };
+    let jittered = jitter(regular(|_| 1.0));
+    let jittered_len = round_trip(&jittered).len();
+    assert_eq!(time_layout(&encode(&jittered)), TIME_PACKED);
+    // Jitter and a missed scrape: still a few bits per sample, plus the gap.
+    let mut both = jitter(regular(|_| 1.0));
+    both.remove(60);
+    let bytes = round_trip(&both);
+    assert_eq!(time_layout(&bytes), TIME_PATCHED);
+    assert!(
+        bytes.len() <= jittered_len + 6,
+        "{} bytes vs {jittered_len}",
+        bytes.len()
+    );
 }
 
 #[test]
