@@ -1,7 +1,7 @@
 //! Binary operators: arithmetic, comparison (with `bool`), `and`/`or`/`unless`,
 //! with `on`/`ignoring`/`group_left`/`group_right` vector matching.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
@@ -237,10 +237,23 @@ fn vector_vector(
     let msig = sig_ids(&many, matching, &mut ids);
     let osig = sig_ids(&one, matching, &mut ids);
     let nsig = ids.len();
-    let msteps = by_step(&many, n);
-    let osteps = by_step(&one, n);
     let comparison = is_comparison(op);
     let drop = drops_name(op) || return_bool;
+    let shape = JoinShape {
+        op,
+        swapped,
+        comparison,
+        return_bool,
+        one_to_one,
+        matching,
+        include,
+        drop,
+    };
+    if let Some(out) = join_by_series(&shape, &many, &one, &msig, &osig, nsig) {
+        return Ok(Val::Vector(out));
+    }
+    let msteps = by_step(&many, n);
+    let osteps = by_step(&one, n);
 
     // Per signature: (step it was last seen at, one-side series, its value).
     let mut slot: Vec<(usize, usize, f64)> = vec![(usize::MAX, 0, 0.0); nsig];
@@ -338,6 +351,113 @@ fn vector_vector(
     }
     out.retain(|s| !s.points.is_empty());
     Ok(Val::Vector(out))
+}
+
+/// What a vector-vector operation does, for [`join_by_series`].
+struct JoinShape<'a> {
+    op: TokenId,
+    /// `group_right`: the many side is the right-hand side.
+    swapped: bool,
+    comparison: bool,
+    return_bool: bool,
+    one_to_one: bool,
+    matching: Option<&'a LabelModifier>,
+    include: Option<&'a promql_parser::label::Labels>,
+    drop: bool,
+}
+
+/// The usual join, series by series: every signature has at most one series
+/// on the one side (and, one-to-one, on the many side), and every matched
+/// pair yields distinct output labels. Then no step can fail and each output
+/// series is one many-side series merged with its match, step by step over
+/// the two sorted point lists. `None` when the data is not that simple: the
+/// step-by-step evaluation then decides (including which error to report).
+/// The output is ordered as the step-by-step evaluation orders it.
+fn join_by_series(
+    shape: &JoinShape<'_>,
+    many: &[VSeries],
+    one: &[VSeries],
+    msig: &[usize],
+    osig: &[usize],
+    nsig: usize,
+) -> Option<Vec<VSeries>> {
+    // Per signature: the one-side series carrying it.
+    let mut one_of: Vec<Option<usize>> = vec![None; nsig];
+    for (oi, &sig) in osig.iter().enumerate() {
+        if one[oi].points.is_empty() {
+            continue;
+        }
+        if one_of[sig].replace(oi).is_some() {
+            return None;
+        }
+    }
+    if shape.one_to_one {
+        let mut seen = vec![false; nsig];
+        for (mi, &sig) in msig.iter().enumerate() {
+            if many[mi].points.is_empty() || one_of[sig].is_none() {
+                continue;
+            }
+            if std::mem::replace(&mut seen[sig], true) {
+                return None;
+            }
+        }
+    }
+    let mut labels_seen: HashSet<Vec<Label>> = HashSet::new();
+    // Output series with the (first step, many-side index) that created
+    // them in a step-by-step evaluation.
+    let mut out: Vec<((usize, usize), VSeries)> = Vec::new();
+    let mut points: Vec<(usize, f64)> = Vec::new();
+    for (mi, m) in many.iter().enumerate() {
+        let Some(oi) = one_of[msig[mi]] else {
+            continue;
+        };
+        let other = &one[oi].points;
+        points.clear();
+        let mut cursor = 0usize;
+        for &(i, mv) in &m.points {
+            while cursor < other.len() && other[cursor].0 < i {
+                cursor += 1;
+            }
+            let Some(&(oi_step, ov)) = other.get(cursor) else {
+                break;
+            };
+            if oi_step != i {
+                continue;
+            }
+            let (l, r) = if shape.swapped { (ov, mv) } else { (mv, ov) };
+            let (mut value, keep) = apply(shape.op, l, r);
+            if shape.comparison {
+                if shape.return_bool {
+                    value = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
+                }
+            }
+            points.push((i, value));
+        }
+        let Some(&(first_step, _)) = points.first() else {
+            continue;
+        };
+        let labels = result_labels(
+            &m.labels,
+            &one[oi].labels,
+            shape.matching,
+            shape.include,
+            shape.drop,
+        );
+        if !labels_seen.insert(labels.clone()) {
+            return None;
+        }
+        out.push((
+            (first_step, mi),
+            VSeries {
+                labels,
+                points: points.clone(),
+            },
+        ));
+    }
+    out.sort_unstable_by_key(|(first, _)| *first);
+    Some(out.into_iter().map(|(_, s)| s).collect())
 }
 
 fn result_labels(

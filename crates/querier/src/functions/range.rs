@@ -365,7 +365,10 @@ pub(crate) fn extrapolated_rate(
         range_s,
     );
     let mut factor = e.factor;
-    if is_counter && result > 0.0 && first_v >= 0.0 {
+    // With `first_v >= 2 * result`, `to_zero` is at least `2 * sampled`,
+    // beyond any `to_start` (below 1.1 × the average spacing, at most
+    // `sampled`): the usual counter needs no division to know.
+    if is_counter && result > 0.0 && first_v >= 0.0 && first_v < 2.0 * result {
         // A counter does not extrapolate below zero: the start moves to
         // where the line through the window crosses zero, if that is nearer.
         let to_zero = e.sampled * (first_v / result);
