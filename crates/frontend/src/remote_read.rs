@@ -12,10 +12,11 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
+use strata_common::compact_chunk;
 use strata_common::{Matcher, TenantId};
 use strata_proto::prometheus::{
-    ChunkedReadResponse, ChunkedSeries, Query, QueryResult, ReadRequest, ReadResponse, Sample,
-    TimeSeries, read_request::ResponseType,
+    Chunk, ChunkedReadResponse, ChunkedSeries, Query, QueryResult, ReadRequest, ReadResponse,
+    Sample, TimeSeries, read_request::ResponseType,
 };
 use strata_proto::store::{SelectRequest, SelectedSeries};
 
@@ -141,7 +142,8 @@ impl Frontend {
         let max_frame = self.config().remote_read.max_bytes_in_frame;
         let mut frames: Vec<Result<Vec<u8>, std::io::Error>> = Vec::new();
         for (index, query) in queries.iter().enumerate() {
-            for series in self.select(tenant, query).await? {
+            for mut series in self.select(tenant, query).await? {
+                series.chunks = as_xor_chunks(std::mem::take(&mut series.chunks))?;
                 for message in series_messages(series, index as i64, max_frame) {
                     frames.push(Ok(frame(&message.encode_to_vec())));
                 }
@@ -158,17 +160,45 @@ impl Frontend {
 
 /// All float samples of a selected series, decoded from its chunks.
 fn decode_samples(series: &SelectedSeries) -> Result<Vec<Sample>, ApiError> {
-    let mut samples = Vec::new();
+    let mut decoded = Vec::new();
     for chunk in &series.chunks {
-        let decoded = strata_common::chunk::decode(&chunk.data)
+        compact_chunk::decode_any(chunk.r#type, &chunk.data, &mut decoded)
             .map_err(|e| ApiError::new(strata_common::ErrorClass::Internal, e.to_string()))?;
-        samples.extend(
-            decoded
-                .into_iter()
-                .map(|(timestamp, value)| Sample { value, timestamp }),
-        );
     }
-    Ok(samples)
+    Ok(decoded
+        .into_iter()
+        .map(|(timestamp, value)| Sample { value, timestamp })
+        .collect())
+}
+
+/// The chunks as Prometheus reads them: XOR chunks pass through untouched,
+/// Strata's own encodings (blocks) are transcoded to XOR.
+fn as_xor_chunks(chunks: Vec<Chunk>) -> Result<Vec<Chunk>, ApiError> {
+    let mut out = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        if chunk.r#type == compact_chunk::XOR_CHUNK_ENCODING {
+            out.push(chunk);
+            continue;
+        }
+        let mut samples = Vec::new();
+        compact_chunk::decode_any(chunk.r#type, &chunk.data, &mut samples)
+            .map_err(|e| ApiError::new(strata_common::ErrorClass::Internal, e.to_string()))?;
+        for (part, data) in samples
+            .chunks(strata_common::chunk::SAMPLES_PER_CHUNK)
+            .zip(strata_common::chunk::encode_all(&samples))
+        {
+            let (Some(first), Some(last)) = (part.first(), part.last()) else {
+                continue;
+            };
+            out.push(Chunk {
+                min_time_ms: first.0,
+                max_time_ms: last.0,
+                r#type: compact_chunk::XOR_CHUNK_ENCODING,
+                data,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Splits one series into messages whose chunks stay under the frame size.

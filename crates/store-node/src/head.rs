@@ -6,14 +6,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use roaring::RoaringBitmap;
-use strata_common::Matcher;
+use strata_common::{Matcher, compact_chunk};
 use strata_proto::prometheus::{Chunk, Histogram, Label, MetricMetadata, chunk::Encoding};
 use strata_proto::store::SelectedSeries;
 
 use crate::block::{
     BlockChunk, BlockSeries, ENCODING_HISTOGRAMS, ENCODING_XOR, chunk_samples, encode_histograms,
 };
-use crate::chunk::{self, SAMPLES_PER_CHUNK, XorAppender};
+use crate::chunk::{SAMPLES_PER_CHUNK, XorAppender};
 use crate::hash::{FastBuild, labels_hash};
 use crate::index::LabelIndex;
 
@@ -245,7 +245,7 @@ impl MemSeries {
                 chunks.push(xor_chunk(min_time, max_time, bytes.to_vec()));
                 continue;
             }
-            chunks.extend(trim_chunk(bytes, start, end));
+            chunks.extend(trim_chunk(Encoding::Xor as i32, bytes, start, end));
         }
         let histograms = self
             .histograms
@@ -312,23 +312,31 @@ pub(crate) fn xor_chunk(min_time_ms: i64, max_time_ms: i64, data: Vec<u8>) -> Ch
     }
 }
 
-/// Re-encodes the samples of `bytes` inside `[start, end]`. A chunk that fails
-/// to decode is an invariant violation of our own encoder: it is skipped with
-/// an error log rather than failing the whole read.
-pub(crate) fn trim_chunk(bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
-    let samples = match chunk::decode(bytes) {
-        Ok(samples) => samples,
-        Err(error) => {
-            tracing::error!(%error, "head chunk failed to decode, skipping it");
-            return Vec::new();
-        }
+/// Re-encodes the samples of a chunk inside `[start, end]`, in the chunk's
+/// own encoding: XOR chunks stay XOR (of at most [`SAMPLES_PER_CHUNK`]),
+/// compact ones stay one compact chunk. A chunk that fails to decode is an
+/// invariant violation of our own encoder: it is skipped with an error log
+/// rather than failing the whole read.
+pub(crate) fn trim_chunk(encoding: i32, bytes: &[u8], start: i64, end: i64) -> Vec<Chunk> {
+    let mut samples = Vec::new();
+    if let Err(error) = compact_chunk::decode_any(encoding, bytes, &mut samples) {
+        tracing::error!(%error, "chunk failed to decode, skipping it");
+        return Vec::new();
+    }
+    samples.retain(|(t, _)| (start..=end).contains(t));
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Vec::new();
     };
-    let inside: Vec<(i64, f64)> = samples
-        .into_iter()
-        .filter(|(t, _)| (start..=end).contains(t))
-        .collect();
+    if encoding == compact_chunk::COMPACT_CHUNK_ENCODING {
+        return vec![Chunk {
+            min_time_ms: first.0,
+            max_time_ms: last.0,
+            r#type: encoding,
+            data: compact_chunk::encode(&samples),
+        }];
+    }
     let mut chunks = Vec::new();
-    for part in inside.chunks(SAMPLES_PER_CHUNK) {
+    for part in samples.chunks(SAMPLES_PER_CHUNK) {
         let (Some(first), Some(last)) = (part.first(), part.last()) else {
             continue;
         };

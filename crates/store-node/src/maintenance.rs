@@ -25,7 +25,7 @@ use strata_proto::wal::{Checkpoint, SeriesEntry};
 
 use crate::block::{Block, BlockError, BlockSeries, BlockWriter, fsync_dir};
 use crate::head::range_end;
-use crate::merge::merge_block_series;
+use crate::merge::block_series;
 use crate::tenant_db::{TenantDb, TenantDbError};
 use crate::wal_codec;
 
@@ -243,10 +243,10 @@ impl TenantDb {
                     .push(chunk);
             }
             for (end, chunks) in parts {
-                by_range.entry(end).or_default().push(BlockSeries {
-                    labels: series.labels.clone(),
-                    chunks,
-                });
+                by_range
+                    .entry(end)
+                    .or_default()
+                    .push(block_series(series.labels.clone(), chunks));
             }
         }
         let mut written = Vec::new();
@@ -541,7 +541,7 @@ impl Iterator for MergedSeries<'_> {
                 chunks.extend(series.chunks);
             }
         }
-        Some(Ok(merge_block_series(smallest, chunks)))
+        Some(Ok(block_series(smallest, chunks)))
     }
 }
 
@@ -604,11 +604,11 @@ mod tests {
         selected
             .iter()
             .map(|s| {
-                let samples = s
-                    .chunks
-                    .iter()
-                    .flat_map(|c| crate::chunk::decode(&c.data).expect("chunk"))
-                    .collect();
+                let mut samples = Vec::new();
+                for c in &s.chunks {
+                    strata_common::compact_chunk::decode_any(c.r#type, &c.data, &mut samples)
+                        .expect("chunk");
+                }
                 (s.labels[0].value.clone(), samples)
             })
             .collect()

@@ -7,8 +7,11 @@
 use strata_proto::prometheus::{Chunk, Histogram};
 use strata_proto::store::SelectedSeries;
 
+use strata_common::compact_chunk;
+use strata_proto::prometheus::Label;
+
 use crate::block::{
-    BlockChunk, BlockSeries, ENCODING_HISTOGRAMS, ENCODING_XOR, chunk_samples, decode_histograms,
+    BlockChunk, BlockSeries, ENCODING_COMPACT, ENCODING_HISTOGRAMS, decode_histograms,
     encode_histograms,
 };
 use crate::chunk;
@@ -52,11 +55,8 @@ fn merge_chunks(mut chunks: Vec<Chunk>) -> Vec<Chunk> {
     }
     let mut samples = Vec::new();
     for chunk in &chunks {
-        match chunk::decode(&chunk.data) {
-            Ok(decoded) => samples.extend(decoded),
-            Err(error) => {
-                tracing::error!(%error, "chunk failed to decode while merging, skipping it")
-            }
+        if let Err(error) = compact_chunk::decode_any(chunk.r#type, &chunk.data, &mut samples) {
+            tracing::error!(%error, "chunk failed to decode while merging, skipping it");
         }
     }
     // Stable sort keeps the earlier source first among equal timestamps.
@@ -80,30 +80,28 @@ fn merge_histograms(histograms: &mut Vec<Histogram>) {
     histograms.dedup_by_key(|h| h.timestamp);
 }
 
-/// Joins the same series from several blocks (compaction), chunks in time
-/// order; overlapping chunks are merged as in [`merge_selected`].
-pub fn merge_block_series(
-    labels: Vec<strata_proto::prometheus::Label>,
-    chunks: Vec<BlockChunk>,
-) -> BlockSeries {
-    let (histogram_chunks, float_chunks): (Vec<BlockChunk>, Vec<BlockChunk>) = chunks
+/// Most samples in one float chunk of a block: a 2 h block at a 15 s
+/// interval keeps each series in one chunk (fewer index entries, and the
+/// compact encoding's per-chunk headers amortized).
+pub const BLOCK_CHUNK_SAMPLES: usize = 480;
+
+/// One series' chunks as a block stores them: float chunks in the compact
+/// encoding of up to [`BLOCK_CHUNK_SAMPLES`], histograms in runs; chunks from
+/// several sources (compaction) are joined, overlaps merged sample by sample.
+pub fn block_series(labels: Vec<Label>, chunks: Vec<BlockChunk>) -> BlockSeries {
+    let (histogram_chunks, mut float_chunks): (Vec<BlockChunk>, Vec<BlockChunk>) = chunks
         .into_iter()
         .partition(|c| c.encoding == ENCODING_HISTOGRAMS);
-    let mut out: Vec<BlockChunk> = merge_chunks(
+    float_chunks.sort_by_key(|c| c.min_time);
+    let ready = float_chunks.iter().all(|c| c.encoding == ENCODING_COMPACT)
+        && !float_chunks
+            .windows(2)
+            .any(|w| w[1].min_time <= w[0].max_time);
+    let mut out = if ready {
         float_chunks
-            .into_iter()
-            .map(|c| crate::head::xor_chunk(c.min_time, c.max_time, c.data))
-            .collect(),
-    )
-    .into_iter()
-    .map(|c| BlockChunk {
-        min_time: c.min_time_ms,
-        max_time: c.max_time_ms,
-        encoding: ENCODING_XOR,
-        samples: chunk_samples(ENCODING_XOR, &c.data),
-        data: c.data,
-    })
-    .collect();
+    } else {
+        compact_floats(&float_chunks)
+    };
     let overlapping_histograms = histogram_chunks
         .windows(2)
         .any(|w| w[1].min_time <= w[0].max_time);
@@ -134,6 +132,33 @@ pub fn merge_block_series(
     }
 }
 
+/// Decodes float chunks of any encoding, merges them (one sample per
+/// timestamp, the earlier chunk winning) and re-encodes them compactly.
+fn compact_floats(chunks: &[BlockChunk]) -> Vec<BlockChunk> {
+    let mut samples = Vec::new();
+    for chunk in chunks {
+        if let Err(error) =
+            compact_chunk::decode_any(i32::from(chunk.encoding), &chunk.data, &mut samples)
+        {
+            tracing::error!(%error, "chunk failed to decode while writing a block, skipping it");
+        }
+    }
+    samples.sort_by_key(|(t, _)| *t);
+    samples.dedup_by_key(|(t, _)| *t);
+    samples
+        .chunks(BLOCK_CHUNK_SAMPLES)
+        .filter_map(|part| {
+            Some(BlockChunk {
+                min_time: part.first()?.0,
+                max_time: part.last()?.0,
+                encoding: ENCODING_COMPACT,
+                samples: part.len() as u32,
+                data: compact_chunk::encode(part),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,11 +177,35 @@ mod tests {
     }
 
     fn samples_of(series: &SelectedSeries) -> Vec<(i64, f64)> {
-        series
-            .chunks
-            .iter()
-            .flat_map(|c| chunk::decode(&c.data).expect("chunk"))
-            .collect()
+        let mut samples = Vec::new();
+        for c in &series.chunks {
+            compact_chunk::decode_any(c.r#type, &c.data, &mut samples).expect("chunk");
+        }
+        samples
+    }
+
+    #[test]
+    fn block_series_are_compact_and_merge_overlaps() {
+        let xor = |samples: &[(i64, f64)]| BlockChunk {
+            min_time: samples[0].0,
+            max_time: samples[samples.len() - 1].0,
+            encoding: crate::block::ENCODING_XOR,
+            samples: samples.len() as u32,
+            data: chunk::encode_all(samples).remove(0),
+        };
+        let first: Vec<(i64, f64)> = (0..100).map(|i| (i * 15_000, i as f64)).collect();
+        let second: Vec<(i64, f64)> = (90..600).map(|i| (i * 15_000, i as f64)).collect();
+        let chunks = vec![xor(&first), xor(&second[..120]), xor(&second[120..240])];
+        let series = block_series(vec![label("__name__", "a")], chunks);
+        assert!(series.chunks.iter().all(|c| c.encoding == ENCODING_COMPACT));
+        let mut samples = Vec::new();
+        for c in &series.chunks {
+            compact_chunk::decode_into(&c.data, &mut samples).expect("compact chunk");
+        }
+        let expected: Vec<(i64, f64)> = (0..330).map(|i| (i * 15_000, i as f64)).collect();
+        assert_eq!(samples, expected);
+        assert_eq!(series.chunks.len(), 1, "330 samples fit one block chunk");
+        assert_eq!(series.chunks[0].samples, 330);
     }
 
     #[test]

@@ -81,9 +81,8 @@ impl Queryable for TenantStore<'_> {
         for series in selected {
             let mut floats = Vec::new();
             for chunk in &series.chunks {
-                let samples = strata_common::chunk::decode(&chunk.data)
+                strata_common::compact_chunk::decode_any(chunk.r#type, &chunk.data, &mut floats)
                     .map_err(|e| QueryError::Storage(format!("corrupt chunk: {e}")))?;
-                floats.extend(samples);
             }
             self.loaded
                 .fetch_add(floats.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -736,6 +736,20 @@ fn prometheus_remote_read_from_strata() {
         stored
     );
 
+    // Cut everything into blocks (stored in Strata's compact encoding): the
+    // streamed chunks are then transcoded to XOR and still carry the same
+    // samples, and Prometheus below reads the blocks.
+    let flushed = crate::support::agent()
+        .post(&strata.url("/api/v1/admin/flush"))
+        .send(&[][..])
+        .expect("flush");
+    assert_eq!(flushed.status().as_u16(), 200);
+    assert_eq!(
+        read_chunks(&strata, Some("team-b"), &[query(metric, t(0), end)]),
+        stored,
+        "chunks read back from blocks"
+    );
+
     let prometheus = reading_prometheus(&dir.path().join("prometheus-b"), &strata, Some("team-b"));
     let anon_prometheus = reading_prometheus(&dir.path().join("prometheus-anon"), &strata, None);
 

@@ -17,6 +17,9 @@ pub const MAX_SEGMENT_SIZE: u64 = 512 << 20;
 
 /// Chunk record encoding of Prometheus XOR float chunks (as `prompb`).
 pub const ENCODING_XOR: u8 = 1;
+/// Chunk record encoding of Strata's compact float chunks
+/// (`strata_common::compact_chunk`), the encoding blocks are written in.
+pub const ENCODING_COMPACT: u8 = 64;
 /// Chunk record encoding of a run of native histograms: length-delimited
 /// `prometheus.Histogram` messages, time-ordered. Internal to Strata.
 pub const ENCODING_HISTOGRAMS: u8 = 65;

@@ -37,7 +37,7 @@ use strata_common::matcher::{MatchOp, Matcher};
 use strata_proto::prometheus::{Chunk, Histogram, Label};
 use strata_proto::store::SelectedSeries;
 
-pub use format::{ENCODING_HISTOGRAMS, ENCODING_XOR, FormatError};
+pub use format::{ENCODING_COMPACT, ENCODING_HISTOGRAMS, ENCODING_XOR, FormatError};
 pub use writer::{BlockChunk, BlockSeries, BlockWriter};
 
 use crate::index::{Postings, select_postings};
@@ -157,6 +157,9 @@ pub fn chunk_samples(encoding: u8, data: &[u8]) -> u32 {
     match (encoding, data) {
         (ENCODING_XOR, [high, low, ..]) => u32::from(u16::from_be_bytes([*high, *low])),
         (ENCODING_HISTOGRAMS, _) => decode_histograms(data).map_or(0, |h| h.len() as u32),
+        (ENCODING_COMPACT, _) => {
+            strata_common::compact_chunk::decode(data).map_or(0, |s| s.len() as u32)
+        }
         _ => 0,
     }
 }
@@ -476,7 +479,9 @@ impl Block {
                                 .filter(|h| (start..=end).contains(&h.timestamp)),
                         );
                     }
-                    ENCODING_XOR if start <= meta.min_time && meta.max_time <= end => {
+                    ENCODING_XOR | ENCODING_COMPACT
+                        if start <= meta.min_time && meta.max_time <= end =>
+                    {
                         selected.chunks.push(Chunk {
                             min_time_ms: meta.min_time,
                             max_time_ms: meta.max_time,
@@ -484,9 +489,9 @@ impl Block {
                             data: data.to_vec(),
                         });
                     }
-                    ENCODING_XOR => selected
-                        .chunks
-                        .extend(crate::head::trim_chunk(data, start, end)),
+                    ENCODING_XOR | ENCODING_COMPACT => selected.chunks.extend(
+                        crate::head::trim_chunk(i32::from(encoding), data, start, end),
+                    ),
                     other => {
                         return Err(self.damaged(FormatError::new(
                             "chunk",
