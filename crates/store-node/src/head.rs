@@ -683,7 +683,7 @@ mod tests {
         series
             .chunks
             .iter()
-            .flat_map(|c| chunk::decode(&c.data).expect("valid chunk"))
+            .flat_map(|c| crate::chunk::decode(&c.data).expect("valid chunk"))
             .collect()
     }
 
