@@ -826,6 +826,100 @@ mod tests {
         assert!(!dir.path().join("blocks/01HALF.tmp").exists());
     }
 
+    mod merge_property {
+        use super::*;
+        use crate::block::{BlockChunk, ENCODING_XOR};
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        /// A value that depends only on (series, t), so overlapping blocks
+        /// agree on every shared sample, as replicas of one write do.
+        fn value(series: usize, t: i64) -> f64 {
+            (t as f64) * 0.5 + series as f64
+        }
+
+        fn block_of(samples: &BTreeMap<usize, Vec<i64>>) -> Vec<BlockSeries> {
+            samples
+                .iter()
+                .filter(|(_, times)| !times.is_empty())
+                .map(|(series, times)| {
+                    let points: Vec<(i64, f64)> =
+                        times.iter().map(|t| (*t, value(*series, *t))).collect();
+                    let chunks = crate::chunk::encode_all(&points)
+                        .into_iter()
+                        .zip(points.chunks(crate::chunk::SAMPLES_PER_CHUNK))
+                        .map(|(data, part)| BlockChunk {
+                            min_time: part[0].0,
+                            max_time: part[part.len() - 1].0,
+                            encoding: ENCODING_XOR,
+                            samples: part.len() as u32,
+                            data,
+                        })
+                        .collect();
+                    BlockSeries {
+                        labels: vec![label("__name__", &format!("s{series}"))],
+                        chunks,
+                    }
+                })
+                .collect()
+        }
+
+        fn times() -> impl Strategy<Value = Vec<i64>> {
+            proptest::collection::btree_set(0i64..2_000, 0..200)
+                .prop_map(|set| set.into_iter().map(|t| t * 7).collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(40))]
+
+            /// Compaction of overlapping blocks keeps exactly the union of
+            /// their samples, each once.
+            #[test]
+            fn merging_overlapping_blocks_equals_the_union(
+                blocks in proptest::collection::vec(
+                    proptest::collection::btree_map(0usize..4, times(), 1..4),
+                    2..4,
+                )
+            ) {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let db = open(dir.path(), options());
+                let mut union: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
+                for block in &blocks {
+                    for (series, times) in block {
+                        for t in times {
+                            union
+                                .entry(format!("s{series}"))
+                                .or_default()
+                                .insert(*t, value(*series, *t).to_bits());
+                        }
+                    }
+                    let series = block_of(block).into_iter().map(Ok);
+                    if let Some(written) = db.write_block(series, 1, Vec::new(), Vec::new()).expect("write") {
+                        db.blocks.write().push(written);
+                    }
+                }
+                db.blocks.write().sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+                db.compact().expect("compact");
+                let blocks_now = db.blocks();
+                for pair in blocks_now.windows(2) {
+                    prop_assert!(pair[0].meta().max_time <= pair[1].meta().min_time, "blocks still overlap");
+                }
+                let got: BTreeMap<String, BTreeMap<i64, u64>> = everything(&db)
+                    .into_iter()
+                    .map(|(name, samples)| {
+                        let mut seen = BTreeMap::new();
+                        for (t, v) in samples {
+                            assert!(seen.insert(t, v.to_bits()).is_none(), "{name} has {t} twice");
+                        }
+                        (name, seen)
+                    })
+                    .collect();
+                union.retain(|_, samples| !samples.is_empty());
+                prop_assert_eq!(got, union);
+            }
+        }
+    }
+
     #[test]
     fn ulids_are_26_crockford_characters_and_differ() {
         let a = new_ulid();

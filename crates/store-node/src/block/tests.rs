@@ -201,3 +201,63 @@ fn series_must_come_in_label_order() {
     );
     assert!(!dir.path().join("01Y").exists() && !dir.path().join("01Y.tmp").exists());
 }
+
+mod damage {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Opens, verifies and reads a block; any outcome but a panic is fine.
+    fn read_everything(dir: &Path) {
+        let Ok(block) = Block::open(dir) else {
+            return;
+        };
+        let _ = block.verify();
+        let cache = cache();
+        let _ = block.select(&[], i64::MIN, i64::MAX, &cache);
+        let _ = block.select(
+            &[m(MatchOp::RegexMatch, "job", "a.*")],
+            20_000,
+            60_000,
+            &cache,
+        );
+        if let Ok(ids) = block.matching_any(&[], i64::MIN, i64::MAX, &cache) {
+            let _ = block.label_names(&ids);
+            let _ = block.label_values("job", &ids);
+        }
+        for series in block.all_series() {
+            let _ = series;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Flipped, truncated or extended files give errors, never a panic
+        /// or an out-of-bounds read.
+        #[test]
+        fn damaged_blocks_never_panic(
+            file in 0usize..3,
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            write_test_block(dir.path());
+            let block_dir = dir.path().join("01TESTBLOCK");
+            let path = match file {
+                0 => block_dir.join("index"),
+                1 => block_dir.join("chunks").join(segment_name(1)),
+                _ => block_dir.join("meta.json"),
+            };
+            let mut bytes = fs::read(&path).expect("read");
+            for (at, mask) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] ^= mask;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            fs::write(&path, &bytes).expect("write");
+            read_everything(&block_dir);
+        }
+    }
+}
