@@ -322,6 +322,10 @@ fn count_values(label: &str, series: &[VSeries], groups: &Groups, n: usize) -> V
     out
 }
 
+/// Up to this k, `topk`/`bottomk` keep a sorted list of the best so far
+/// (O(n·k) at worst, usually O(n)); above it, a selection (O(n)) and a sort.
+const SMALL_K: usize = 16;
+
 fn top_bottom(
     top: bool,
     series: Vec<VSeries>,
@@ -378,12 +382,6 @@ fn top_bottom(
             }
             // Rank by value, ties by arrival: a total order, so selecting the
             // k best and sorting only those equals a full stable sort's top k.
-            ranked.clear();
-            ranked.extend(
-                step.iter()
-                    .enumerate()
-                    .map(|(arrival, &(si, f))| (arrival, si, f)),
-            );
             let rank = |a: &(usize, usize, f64), b: &(usize, usize, f64)| {
                 if better(a.2, b.2) {
                     std::cmp::Ordering::Less
@@ -393,11 +391,33 @@ fn top_bottom(
                     a.0.cmp(&b.0)
                 }
             };
-            if ranked.len() > k {
-                ranked.select_nth_unstable_by(k - 1, rank);
-                ranked.truncate(k);
+            ranked.clear();
+            if k <= SMALL_K {
+                // Keep the k best so far in rank order: most candidates lose
+                // to the current k-th with one comparison. A later arrival
+                // that ties with it ranks after it, so it only enters by
+                // being strictly better.
+                for (arrival, &(si, f)) in step.iter().enumerate() {
+                    if ranked.len() == k && ranked.last().is_some_and(|worst| !better(f, worst.2)) {
+                        continue;
+                    }
+                    let candidate = (arrival, si, f);
+                    let at = ranked.partition_point(|kept| rank(kept, &candidate).is_lt());
+                    ranked.insert(at, candidate);
+                    ranked.truncate(k);
+                }
+            } else {
+                ranked.extend(
+                    step.iter()
+                        .enumerate()
+                        .map(|(arrival, &(si, f))| (arrival, si, f)),
+                );
+                if ranked.len() > k {
+                    ranked.select_nth_unstable_by(k - 1, rank);
+                    ranked.truncate(k);
+                }
+                ranked.sort_unstable_by(rank);
             }
-            ranked.sort_unstable_by(rank);
             for &(_, si, f) in &ranked {
                 out[si].points.push((i, f));
                 if i == 0 {
