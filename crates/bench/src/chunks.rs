@@ -321,7 +321,10 @@ fn measure(
     mix.sort_by_key(|m| std::cmp::Reverse(m.0));
     let mix: Vec<String> = mix
         .iter()
-        .map(|(n, name)| format!("{name} {:.1}%", *n as f64 * 100.0 / chunks))
+        .map(|(n, name)| match *n as f64 * 100.0 / chunks {
+            share if share < 0.05 => format!("{name} <0.1%"),
+            share => format!("{name} {share:.1}%"),
+        })
         .collect();
     println!("layouts (timestamps+values): {}", mix.join(", "));
     if mismatches > 0 {
