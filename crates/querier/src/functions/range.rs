@@ -139,7 +139,10 @@ pub(crate) fn call(
             ev.check_deadline()?;
         }
         let samples = &s.samples;
-        if counter_check {
+        // Most counters never reset: then every correction is 0 and the
+        // prefix sums (a serial chain of additions) are not needed.
+        let has_resets = counter_check && samples.windows(2).any(|p| p[1].1 < p[0].1);
+        if has_resets {
             resets.clear();
             let mut acc = 0.0;
             resets.push(acc);
@@ -165,7 +168,7 @@ pub(crate) fn call(
             }
             let w = &samples[lo..hi];
             let value = if counter_check {
-                let correction = if hi > lo {
+                let correction = if has_resets && hi > lo {
                     let from_sums = resets[hi - 1] - resets[lo];
                     if from_sums.is_finite() {
                         from_sums
