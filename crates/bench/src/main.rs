@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 mod chunks;
+mod blocks;
 mod encode;
 mod query;
 mod send;
@@ -143,6 +144,13 @@ struct IngestArgs {
     /// encoded and sent in windows of rounds (encoding stays untimed).
     #[arg(long = "max-encoded-mib", default_value_t = 1024)]
     max_encoded_mib: u64,
+
+    /// After pushing, measure the WAL, then cut everything into blocks
+    /// (Strata: POST /api/v1/admin/flush; Prometheus: a TSDB snapshot with
+    /// its head, --web.enable-admin-api added) and report bytes per sample
+    /// of the blocks' chunks and index.
+    #[arg(long)]
+    blocks: bool,
 }
 
 fn main() -> ExitCode {
@@ -181,6 +189,8 @@ struct Outcome {
     check_error: Option<String>,
     shutdown: Option<Duration>,
     disk_bytes: Option<u64>,
+    /// With --blocks: WAL bytes before the cut, and the blocks' bytes.
+    on_disk: Option<blocks::OnDisk>,
 }
 
 #[derive(Debug, Clone)]
@@ -315,7 +325,11 @@ fn run_target(
             (Some(server), url, Some(pid), tenant_header, name)
         }
         Kind::Prometheus => {
-            let server = Server::start_prometheus(&args.prometheus_bin, &args.prometheus_args)?;
+            let mut extra = args.prometheus_args.clone();
+            if args.blocks {
+                extra.push("--web.enable-admin-api".to_owned());
+            }
+            let server = Server::start_prometheus(&args.prometheus_bin, &extra)?;
             let url = server.write_url();
             let pid = server.pid;
             (
@@ -379,6 +393,11 @@ fn run_target(
         }
     };
 
+    let on_disk = match (&server, args.blocks) {
+        (Some(server), true) => Some(blocks::cut_and_measure(server, &base)?),
+        _ => None,
+    };
+
     let (shutdown, disk_bytes) = match server.as_mut() {
         Some(server) => {
             if stats.failed > 0 {
@@ -404,6 +423,7 @@ fn run_target(
         check_error,
         shutdown,
         disk_bytes,
+        on_disk,
     })
 }
 
@@ -495,6 +515,10 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
         );
     }
     println!();
+
+    if args.blocks {
+        blocks::print(outcomes.iter().map(|o| (o.display_name(args.repeat), o.samples, o.on_disk)));
+    }
 
     let targets = summarize(outcomes);
     if args.repeat > 1 {
