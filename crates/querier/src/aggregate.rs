@@ -275,17 +275,6 @@ pub(crate) fn valid_label_name(name: &str) -> bool {
     !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok() && !name.contains('\u{fffd}')
 }
 
-/// Per step, the members of one group with a value there: `(series index, value)`
-/// in series order. `steps` is cleared and refilled, so its buffers are reused.
-fn group_steps(series: &[VSeries], members: &[usize], steps: &mut [Vec<(usize, f64)>]) {
-    steps.iter_mut().for_each(Vec::clear);
-    for &si in members {
-        for &(i, f) in &series[si].points {
-            steps[i].push((si, f));
-        }
-    }
-}
-
 fn count_values(label: &str, series: &[VSeries], groups: &Groups, n: usize) -> Vec<VSeries> {
     // Step by step over all groups: two groups can yield the same output
     // labels when `label` is one of the grouping labels.
@@ -363,20 +352,28 @@ fn top_bottom(
         }
         keep.push(usize::try_from(kf as i64).unwrap_or(0));
     }
-    let mut out: Vec<VSeries> = series
-        .iter()
-        .map(|s| VSeries {
-            labels: s.labels.clone(),
-            points: Vec::new(),
-        })
-        .collect();
+    // Per series: its selected points (most series get none).
+    let mut selected: Vec<Vec<(usize, f64)>> = vec![Vec::new(); series.len()];
     let mut order: Vec<usize> = Vec::new();
-    let mut steps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    // Per step, the group's members with a value there in series order,
+    // read through one cursor per member instead of transposing the group.
+    let mut cursors: Vec<usize> = Vec::new();
+    let mut step: Vec<(usize, f64)> = Vec::new();
     let mut ranked: Vec<(usize, usize, f64)> = Vec::new();
     for members in &groups.members {
-        group_steps(&series, members, &mut steps);
-        for (i, step) in steps.iter().enumerate() {
-            let k = keep[i];
+        cursors.clear();
+        cursors.resize(members.len(), 0);
+        for (i, &k) in keep.iter().enumerate() {
+            step.clear();
+            for (cursor, &si) in cursors.iter_mut().zip(members) {
+                let points = &series[si].points;
+                if let Some(&(pi, f)) = points.get(*cursor)
+                    && pi == i
+                {
+                    step.push((si, f));
+                    *cursor += 1;
+                }
+            }
             if k == 0 || step.is_empty() {
                 continue;
             }
@@ -419,22 +416,27 @@ fn top_bottom(
                 ranked.sort_unstable_by(rank);
             }
             for &(_, si, f) in &ranked {
-                out[si].points.push((i, f));
+                selected[si].push((i, f));
                 if i == 0 {
                     order.push(si);
                 }
             }
         }
     }
+    let mut out: Vec<Option<VSeries>> = series
+        .into_iter()
+        .zip(selected)
+        .map(|(s, points)| {
+            (!points.is_empty()).then_some(VSeries {
+                labels: s.labels,
+                points,
+            })
+        })
+        .collect();
     if n == 1 {
         // An instant query returns the selection in rank order.
-        let mut slots: Vec<Option<VSeries>> = out.into_iter().map(Some).collect();
-        let ordered = order
-            .into_iter()
-            .filter_map(|si| slots[si].take())
-            .collect();
+        let ordered = order.into_iter().filter_map(|si| out[si].take()).collect();
         return Ok(Val::Vector(ordered));
     }
-    out.retain(|s| !s.points.is_empty());
-    Ok(Val::Vector(out))
+    Ok(Val::Vector(out.into_iter().flatten().collect()))
 }
