@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use crate::eval::matched_labels;
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
-    T_STDVAR, T_SUM, T_TOPK,
+    T_STDVAR, T_SUM, T_TOPK, TokenId,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use strata_proto::prometheus::Label;
@@ -49,22 +49,32 @@ pub(crate) struct Groups {
     pub members: Vec<Vec<usize>>,
 }
 
-/// Groups the series that have points, in order of first appearance. Keys
+/// Groups the series that have points, in order of first appearance.
+pub(crate) fn group_series(series: &[VSeries], modifier: Option<&LabelModifier>) -> Groups {
+    let nonempty = series
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.points.is_empty())
+        .map(|(si, s)| (si, s.labels.as_slice()));
+    group_labels(nonempty, modifier)
+}
+
+/// Groups label sets `(index, labels)` in order of first appearance. Keys
 /// are looked up by a hash of the grouping labels, computed without
 /// building the label set; equal hashes compare the labels themselves.
-pub(crate) fn group_series(series: &[VSeries], modifier: Option<&LabelModifier>) -> Groups {
+fn group_labels<'s>(
+    series: impl Iterator<Item = (usize, &'s [Label])>,
+    modifier: Option<&LabelModifier>,
+) -> Groups {
     let mut groups = Groups {
         labels: Vec::new(),
         members: Vec::new(),
     };
     // Hash -> groups with that hash (almost always one).
     let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (si, s) in series.iter().enumerate() {
-        if s.points.is_empty() {
-            continue;
-        }
+    for (si, labels) in series {
         // No `by`/`without`: everything aggregates into one group.
-        let key = || matched_labels(&s.labels, modifier).filter(|_| modifier.is_some());
+        let key = || matched_labels(labels, modifier).filter(|_| modifier.is_some());
         let mut hasher = std::hash::DefaultHasher::new();
         for l in key() {
             l.name.hash(&mut hasher);
@@ -95,6 +105,69 @@ struct Acc {
     c: f64,
     mean: f64,
     incremental: bool,
+}
+
+/// Adds one value to a step's accumulator (the first value starts it).
+fn fold(op: TokenId, acc: &mut Acc, f: f64) {
+    if acc.count == 0.0 {
+        *acc = Acc {
+            count: 1.0,
+            value: f,
+            c: 0.0,
+            mean: f,
+            incremental: false,
+        };
+        if matches!(op, T_STDDEV | T_STDVAR) {
+            acc.value = if f.is_finite() { 0.0 } else { f64::NAN };
+        }
+        return;
+    }
+    acc.count += 1.0;
+    match op {
+        T_SUM => (acc.value, acc.c) = kahan_inc(f, acc.value, acc.c),
+        T_AVG => {
+            if !acc.incremental {
+                let (sum, c) = kahan_inc(f, acc.value, acc.c);
+                if !sum.is_infinite() {
+                    acc.value = sum;
+                    acc.c = c;
+                    return;
+                }
+                acc.incremental = true;
+                acc.mean = acc.value / (acc.count - 1.0);
+                acc.c /= acc.count - 1.0;
+            }
+            let q = (acc.count - 1.0) / acc.count;
+            (acc.mean, acc.c) = kahan_inc(f / acc.count, q * acc.mean, q * acc.c);
+        }
+        T_MAX if acc.value < f || acc.value.is_nan() => acc.value = f,
+        T_MIN if acc.value > f || acc.value.is_nan() => acc.value = f,
+        T_STDDEV | T_STDVAR => {
+            let delta = f - acc.mean;
+            acc.mean += delta / acc.count;
+            acc.value += delta * (f - acc.mean);
+        }
+        _ => {}
+    }
+}
+
+/// A started accumulator's value (every operator but `quantile`).
+fn result(op: TokenId, acc: &Acc) -> f64 {
+    match op {
+        T_SUM => acc.value + acc.c,
+        T_AVG => {
+            if acc.incremental {
+                acc.mean + acc.c
+            } else {
+                acc.value / acc.count + acc.c / acc.count
+            }
+        }
+        T_COUNT => acc.count,
+        T_GROUP => 1.0,
+        T_STDVAR => acc.value / acc.count,
+        T_STDDEV => (acc.value / acc.count).sqrt(),
+        _ => acc.value,
+    }
 }
 
 pub(crate) fn eval(
@@ -166,50 +239,10 @@ pub(crate) fn eval(
                 ev.check_deadline()?;
             }
             for &(i, f) in &series[si].points {
-                let acc = &mut accs[i];
                 if op == T_QUANTILE {
                     values[i].push(f);
                 }
-                if acc.count == 0.0 {
-                    *acc = Acc {
-                        count: 1.0,
-                        value: f,
-                        c: 0.0,
-                        mean: f,
-                        incremental: false,
-                    };
-                    if matches!(op, T_STDDEV | T_STDVAR) {
-                        acc.value = if f.is_finite() { 0.0 } else { f64::NAN };
-                    }
-                    continue;
-                }
-                acc.count += 1.0;
-                match op {
-                    T_SUM => (acc.value, acc.c) = kahan_inc(f, acc.value, acc.c),
-                    T_AVG => {
-                        if !acc.incremental {
-                            let (sum, c) = kahan_inc(f, acc.value, acc.c);
-                            if !sum.is_infinite() {
-                                acc.value = sum;
-                                acc.c = c;
-                                continue;
-                            }
-                            acc.incremental = true;
-                            acc.mean = acc.value / (acc.count - 1.0);
-                            acc.c /= acc.count - 1.0;
-                        }
-                        let q = (acc.count - 1.0) / acc.count;
-                        (acc.mean, acc.c) = kahan_inc(f / acc.count, q * acc.mean, q * acc.c);
-                    }
-                    T_MAX if acc.value < f || acc.value.is_nan() => acc.value = f,
-                    T_MIN if acc.value > f || acc.value.is_nan() => acc.value = f,
-                    T_STDDEV | T_STDVAR => {
-                        let delta = f - acc.mean;
-                        acc.mean += delta / acc.count;
-                        acc.value += delta * (f - acc.mean);
-                    }
-                    _ => {}
-                }
+                fold(op, &mut accs[i], f);
             }
         }
         let mut points = Vec::new();
@@ -217,24 +250,11 @@ pub(crate) fn eval(
             if acc.count == 0.0 {
                 continue;
             }
-            let v = match op {
-                T_SUM => acc.value + acc.c,
-                T_AVG => {
-                    if acc.incremental {
-                        acc.mean + acc.c
-                    } else {
-                        acc.value / acc.count + acc.c / acc.count
-                    }
-                }
-                T_COUNT => acc.count,
-                T_GROUP => 1.0,
-                T_STDVAR => acc.value / acc.count,
-                T_STDDEV => (acc.value / acc.count).sqrt(),
-                T_QUANTILE => {
-                    let q = param.as_ref().map_or(f64::NAN, |p| p[i]);
-                    quantile(q, &mut values[i])
-                }
-                _ => acc.value,
+            let v = if op == T_QUANTILE {
+                let q = param.as_ref().map_or(f64::NAN, |p| p[i]);
+                quantile(q, &mut values[i])
+            } else {
+                result(op, acc)
             };
             points.push((i, v));
         }
