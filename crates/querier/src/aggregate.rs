@@ -13,6 +13,7 @@ use strata_proto::prometheus::Label;
 
 use crate::QueryError;
 use crate::eval::{Evaluator, Grid, VSeries, Val, by_step, set_label};
+use crate::functions::range::{self, SeriesSink, range_call};
 
 /// Neumaier-compensated addition, as Prometheus sums: returns the new sum and compensation.
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
@@ -190,7 +191,23 @@ pub(crate) fn eval(
             param = Some(ev.eval_scalar(p, grid)?);
         }
     }
-    let series = ev.eval_vector(&a.expr, grid)?;
+    let series = match range_call(&a.expr) {
+        // The common `sum by (...) (rate(...))`: fold each result series
+        // while it is hot instead of collecting them all first.
+        Some((name, args))
+            if matches!(
+                op,
+                T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR
+            ) =>
+        {
+            let mut stream = StreamFold::new(op, modifier, n);
+            match range::evaluate(ev, name, &args, grid, Some(&mut stream))? {
+                None => return Ok(Val::Vector(stream.finish())),
+                Some(series) => series,
+            }
+        }
+        _ => ev.eval_vector(&a.expr, grid)?,
+    };
     let groups = group_series(&series, modifier);
 
     match op {
@@ -261,6 +278,106 @@ pub(crate) fn eval(
         out.push(VSeries { labels, points });
     }
     Ok(Val::Vector(out))
+}
+
+/// Most accumulators a streamed aggregation holds at once (40 bytes each);
+/// with more groups × steps the range function's result is collected and
+/// aggregated group by group instead.
+const STREAM_ACCS: usize = 1 << 20;
+
+/// An aggregation (but `quantile`, `topk`, `bottomk`, `count_values`) that
+/// folds a range function's result series as they are computed. Per group
+/// and step the values arrive in series order, as in [`eval`], and groups
+/// are output in order of their first series with a point, so the result is
+/// the one `eval` computes from the collected vector.
+struct StreamFold<'m> {
+    op: TokenId,
+    modifier: Option<&'m LabelModifier>,
+    n: usize,
+    /// Per input series: its group.
+    group_of: Vec<usize>,
+    /// Per group: its labels.
+    labels: Vec<Vec<Label>>,
+    /// Per group: its first series with a point (`usize::MAX`: none yet).
+    first: Vec<usize>,
+    /// Per group, `n` accumulators (one per step).
+    accs: Vec<Acc>,
+}
+
+impl<'m> StreamFold<'m> {
+    fn new(op: TokenId, modifier: Option<&'m LabelModifier>, n: usize) -> Self {
+        StreamFold {
+            op,
+            modifier,
+            n,
+            group_of: Vec::new(),
+            labels: Vec::new(),
+            first: Vec::new(),
+            accs: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Vec<VSeries> {
+        let StreamFold {
+            op,
+            n,
+            labels,
+            first,
+            accs,
+            ..
+        } = self;
+        let mut order: Vec<usize> = (0..labels.len())
+            .filter(|&g| first[g] != usize::MAX)
+            .collect();
+        order.sort_unstable_by_key(|&g| first[g]);
+        let mut labels: Vec<Option<Vec<Label>>> = labels.into_iter().map(Some).collect();
+        order
+            .into_iter()
+            .map(|g| {
+                let points = accs[g * n..(g + 1) * n]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, acc)| acc.count != 0.0)
+                    .map(|(i, acc)| (i, result(op, acc)))
+                    .collect();
+                VSeries {
+                    labels: labels[g].take().unwrap_or_default(),
+                    points,
+                }
+            })
+            .collect()
+    }
+}
+
+impl SeriesSink for StreamFold<'_> {
+    fn accept(&mut self, labels: &[Vec<Label>]) -> bool {
+        let all = labels.iter().map(Vec::as_slice).enumerate();
+        let groups = group_labels(all, self.modifier);
+        if groups.labels.len().saturating_mul(self.n) > STREAM_ACCS {
+            return false;
+        }
+        self.group_of = vec![0; labels.len()];
+        for (g, members) in groups.members.iter().enumerate() {
+            for &si in members {
+                self.group_of[si] = g;
+            }
+        }
+        self.first = vec![usize::MAX; groups.labels.len()];
+        self.accs = vec![Acc::default(); groups.labels.len() * self.n];
+        self.labels = groups.labels;
+        true
+    }
+
+    fn series(&mut self, index: usize, points: &[(usize, f64)]) {
+        let g = self.group_of[index];
+        if self.first[g] == usize::MAX {
+            self.first[g] = index;
+        }
+        let accs = &mut self.accs[g * self.n..(g + 1) * self.n];
+        for &(i, f) in points {
+            fold(self.op, &mut accs[i], f);
+        }
+    }
 }
 
 /// Prometheus' `quantile`: linear interpolation between closest ranks.

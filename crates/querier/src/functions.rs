@@ -1,6 +1,6 @@
 //! PromQL functions.
 
-mod range;
+pub(crate) mod range;
 
 use std::collections::HashMap;
 

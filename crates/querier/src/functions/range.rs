@@ -1,14 +1,70 @@
 //! Functions over range vectors: `rate` and friends, `*_over_time`.
 
+use std::collections::HashSet;
+
 use promql_parser::parser::Expr;
 use strata_common::labels::{self, METRIC_NAME};
+use strata_proto::prometheus::Label;
 
 use crate::QueryError;
 use crate::aggregate::{format_float, kahan_inc, quantile};
-use crate::eval::{Evaluator, Grid, MatrixVal, VSeries, Val, drop_name, merge_duplicates};
+use crate::eval::{Evaluator, Grid, MatrixVal, VSeries, Val, merge_duplicates};
 
 /// A function of one step's window: the samples, the step index, the range value.
 type WindowFn<'p> = dyn Fn(&[(i64, f64)], usize, &MatrixVal) -> Option<f64> + 'p;
+
+/// The functions [`evaluate`] computes (every function of a range vector
+/// but `absent_over_time`).
+const FUNCTIONS: &[&str] = &[
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "changes",
+    "resets",
+    "avg_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "min_over_time",
+    "max_over_time",
+    "last_over_time",
+    "present_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "quantile_over_time",
+];
+
+/// The function and arguments of `expr` (in parentheses or not) when it
+/// calls a range function [`evaluate`] computes.
+pub(crate) fn range_call(mut expr: &Expr) -> Option<(&'static str, Vec<&Expr>)> {
+    while let Expr::Paren(p) = expr {
+        expr = &p.expr;
+    }
+    let Expr::Call(c) = expr else {
+        return None;
+    };
+    FUNCTIONS.contains(&c.func.name).then(|| {
+        (
+            c.func.name,
+            c.args.args.iter().map(|a| a.as_ref()).collect(),
+        )
+    })
+}
+
+/// Receives a range function's result series as they are computed, instead
+/// of a vector of them (an aggregation folds them while they are hot).
+pub(crate) trait SeriesSink {
+    /// Called once, before any series is computed, with every input series'
+    /// result labels (all distinct); `false` declines the stream, and the
+    /// result is collected into a vector instead.
+    fn accept(&mut self, labels: &[Vec<Label>]) -> bool;
+    /// The result of input series `index`, which has at least one point.
+    /// Series come in input order.
+    fn series(&mut self, index: usize, points: &[(usize, f64)]);
+}
 
 pub(crate) fn call(
     ev: &mut Evaluator<'_>,
@@ -16,6 +72,24 @@ pub(crate) fn call(
     args: &[&Expr],
     grid: &Grid,
 ) -> Result<Val, QueryError> {
+    match evaluate(ev, name, args, grid, None)? {
+        Some(series) => Ok(Val::Vector(series)),
+        None => Err(QueryError::exec("range function result was not collected")),
+    }
+}
+
+/// Evaluates range function `name` series by series. With a `sink` that
+/// accepts the stream, every result series goes to it and `None` is
+/// returned; otherwise the result vector is. A stream is only offered when
+/// the result labels are distinct, so no two series would have been merged
+/// (or refused) as duplicates.
+pub(crate) fn evaluate(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    grid: &Grid,
+    sink: Option<&mut dyn SeriesSink>,
+) -> Result<Option<Vec<VSeries>>, QueryError> {
     let (matrix_arg, extra) = match name {
         "quantile_over_time" => (1, args.first()),
         "predict_linear" => (0, args.get(1)),
@@ -128,17 +202,41 @@ pub(crate) fn call(
         }
     };
     let n = grid.len();
-    let mut out = Vec::with_capacity(m.series.len());
+    // Result labels up front (the metric name dropped, and kept aside for
+    // the counter check), so a sink can plan with them.
+    let mut metric_names: Vec<String> = Vec::new();
+    let mut samples: Vec<Vec<(i64, f64)>> = Vec::with_capacity(series.len());
+    let mut out_labels: Vec<Vec<Label>> = Vec::with_capacity(series.len());
+    for s in series {
+        let mut labels = s.labels;
+        if !keep_name {
+            let at = labels.iter().position(|l| l.name == METRIC_NAME);
+            let name = at.map(|at| labels.remove(at).value).unwrap_or_default();
+            if counter_check {
+                metric_names.push(name);
+            }
+        } else if counter_check {
+            metric_names.push(labels::get(&labels, METRIC_NAME).to_owned());
+        }
+        samples.push(s.samples);
+        out_labels.push(labels);
+    }
+    let mut streamed = sink.filter(|_| distinct(&out_labels));
+    if let Some(sink) = &mut streamed
+        && !sink.accept(&out_labels)
+    {
+        streamed = None;
+    }
+    let mut out = Vec::new();
     // For rate/increase: resets[k] = the sum of the values before each
     // counter reset among samples 0..=k, so a window's correction is one subtraction.
     let mut resets: Vec<f64> = Vec::new();
     // One buffer for a series' points, copied out at its exact size.
     let mut points: Vec<(usize, f64)> = Vec::with_capacity(n.min(1024));
-    for (k, s) in series.into_iter().enumerate() {
+    for (k, samples) in samples.iter().enumerate() {
         if k % 1024 == 1023 {
             ev.check_deadline()?;
         }
-        let samples = &s.samples;
         // Most counters never reset: then every correction is 0 and the
         // prefix sums (a serial chain of additions) are not needed.
         let has_resets = counter_check && samples.windows(2).any(|p| p[1].1 < p[0].1);
@@ -198,7 +296,7 @@ pub(crate) fn call(
             continue;
         }
         if counter_check {
-            let metric = labels::get(&s.labels, METRIC_NAME);
+            let metric = metric_names[k].as_str();
             if !metric.is_empty()
                 && !["_total", "_sum", "_count", "_bucket"]
                     .iter()
@@ -209,16 +307,24 @@ pub(crate) fn call(
                 ));
             }
         }
-        let mut labels = s.labels;
-        if !keep_name {
-            drop_name(&mut labels);
+        match &mut streamed {
+            Some(sink) => sink.series(k, &points),
+            None => out.push(VSeries {
+                labels: std::mem::take(&mut out_labels[k]),
+                points: points.clone(),
+            }),
         }
-        out.push(VSeries {
-            labels,
-            points: points.clone(),
-        });
     }
-    Ok(Val::Vector(merge_duplicates(out)?))
+    if streamed.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(merge_duplicates(out)?))
+}
+
+/// Whether no two label sets are equal.
+fn distinct(labels: &[Vec<Label>]) -> bool {
+    let mut seen: HashSet<&[Label]> = HashSet::with_capacity(labels.len());
+    labels.iter().all(|l| seen.insert(l.as_slice()))
 }
 
 fn nonempty(w: &[(i64, f64)]) -> Option<&[(i64, f64)]> {
