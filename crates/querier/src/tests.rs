@@ -214,3 +214,127 @@ async fn timeout_is_reported() {
     assert!(matches!(err, QueryError::Timeout), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Timeout);
 }
+
+/// Counters with resets, gaps and irregular spacing over two jobs, for
+/// comparing an optimized evaluation path with the general one.
+fn counters() -> MemoryQueryable {
+    let mut q = MemoryQueryable::new();
+    for s in 0..12i64 {
+        let mut value = (s * 7) as f64;
+        let samples: Vec<(i64, f64)> = (0..80i64)
+            .filter(|r| (r + s) % 9 != 0)
+            .map(|r| {
+                value = if (r * s) % 31 == 17 {
+                    1.0
+                } else {
+                    value + ((r * 3 + s) % 5) as f64
+                };
+                (r * 15_000 + s * 1_000 + (r % 3) * 7, value)
+            })
+            .collect();
+        let job = format!("j{}", s % 2);
+        let instance = format!("i{s}");
+        q.add(
+            vec![
+                label("__name__", "c_total"),
+                label("instance", &instance),
+                label("job", &job),
+            ],
+            &samples,
+        );
+    }
+    q
+}
+
+async fn range_matrix(q: &MemoryQueryable, query: &str) -> Vec<crate::Series> {
+    let engine = Engine::new(EngineOptions::default());
+    match engine.range(q, query, 0, 1_200_000, 15_000).await {
+        Ok(out) => match out.value {
+            Value::Matrix(series) => series,
+            other => panic!("{query}: unexpected {other:?}"),
+        },
+        Err(e) => panic!("{query}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn aggregations_streamed_from_range_functions_equal_collected_ones() {
+    let q = counters();
+    for agg in [
+        "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar",
+    ] {
+        for f in [
+            "rate",
+            "increase",
+            "delta",
+            "irate",
+            "resets",
+            "max_over_time",
+        ] {
+            for by in ["", "by (job)", "without (instance)"] {
+                // `* 1` makes the argument a computed vector: the general path.
+                let streamed = range_matrix(&q, &format!("{agg} {by} ({f}(c_total[2m]))")).await;
+                let collected =
+                    range_matrix(&q, &format!("{agg} {by} ({f}(c_total[2m]) * 1)")).await;
+                assert!(!streamed.is_empty(), "{agg} {by} {f}");
+                assert_eq!(streamed, collected, "{agg} {by} {f}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn duplicate_range_results_are_refused_inside_aggregations() {
+    let mut q = MemoryQueryable::new();
+    for name in ["a_total", "b_total"] {
+        q.add(
+            vec![label("__name__", name), label("job", "x")],
+            &[(0, 1.0), (15_000, 2.0), (30_000, 3.0)],
+        );
+    }
+    let engine = Engine::new(EngineOptions::default());
+    let err = engine
+        .range(
+            &q,
+            r#"sum(rate({__name__=~"a_total|b_total"}[1m]))"#,
+            0,
+            30_000,
+            15_000,
+        )
+        .await
+        .expect_err("same labelset");
+    assert_eq!(
+        err.to_string(),
+        "vector cannot contain metrics with the same labelset"
+    );
+}
+
+#[tokio::test]
+async fn small_and_large_k_select_the_same_series_in_the_same_order() {
+    let mut q = MemoryQueryable::new();
+    // Ties and a NaN, so the order among equal values matters.
+    for (i, v) in [3.0, 1.0, 3.0, f64::NAN, 2.0, 3.0, 1.0, 5.0, 2.0]
+        .iter()
+        .enumerate()
+    {
+        q.add(
+            vec![label("__name__", "x"), label("i", &i.to_string())],
+            &[(0, *v)],
+        );
+    }
+    for op in ["topk", "bottomk"] {
+        let all = match instant(&q, &format!("{op}(100, x)"), 0).await {
+            Ok(Value::Vector(v)) => v,
+            other => panic!("{op}: {other:?}"),
+        };
+        assert_eq!(all.len(), 9);
+        for k in 1..=9 {
+            let Ok(Value::Vector(some)) = instant(&q, &format!("{op}({k}, x)"), 0).await else {
+                panic!("{op}({k})");
+            };
+            let labels =
+                |v: &[crate::Sample]| v.iter().map(|s| s.labels.clone()).collect::<Vec<_>>();
+            assert_eq!(labels(&some), labels(&all[..k]), "{op}({k})");
+        }
+    }
+}
