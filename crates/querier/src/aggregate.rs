@@ -109,6 +109,8 @@ struct Acc {
 }
 
 /// Adds one value to a step's accumulator (the first value starts it).
+/// Inlined: it runs once per point.
+#[inline]
 fn fold(op: TokenId, acc: &mut Acc, f: f64) {
     if acc.count == 0.0 {
         *acc = Acc {
