@@ -5,7 +5,7 @@
 //! ([`MatrixVal`]) keep raw samples plus, per step, the end of the window
 //! `(end - range, end]` the step reads (Prometheus 3: left-open).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
@@ -396,7 +396,15 @@ pub(crate) fn drop_name(labels: &mut Vec<Label>) {
 
 /// Merges series whose label sets became equal (after dropping names);
 /// two values at the same step are Prometheus' duplicate-labelset error.
-pub(crate) fn merge_duplicates(series: Vec<VSeries>) -> Result<Vec<VSeries>, QueryError> {
+pub(crate) fn merge_duplicates(mut series: Vec<VSeries>) -> Result<Vec<VSeries>, QueryError> {
+    series.retain(|s| !s.points.is_empty());
+    // The usual case, all label sets distinct, checked on borrowed labels:
+    // nothing to merge, and no label set is cloned.
+    let mut seen: HashSet<&[Label]> = HashSet::with_capacity(series.len());
+    if series.iter().all(|s| seen.insert(s.labels.as_slice())) {
+        return Ok(series);
+    }
+    drop(seen);
     let mut index: HashMap<Vec<Label>, usize> = HashMap::with_capacity(series.len());
     let mut out: Vec<VSeries> = Vec::with_capacity(series.len());
     let mut merged = false;
