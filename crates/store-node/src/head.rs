@@ -63,6 +63,9 @@ pub(crate) struct MemSeries {
     closed: Vec<ClosedChunk>,
     open: XorAppender,
     histograms: Vec<Histogram>,
+    /// Float samples accepted out of order (within the out-of-order
+    /// window), sorted by time, one per timestamp: (t, value bits).
+    out_of_order: Vec<(i64, u64)>,
     /// Timestamp and kind of the newest sample, float or histogram: one
     /// series has one sample per timestamp, whatever its kind.
     last: Option<(i64, LastKind)>,
@@ -77,6 +80,7 @@ impl MemSeries {
             closed: Vec::new(),
             open: XorAppender::new(),
             histograms: Vec::new(),
+            out_of_order: Vec::new(),
             last: None,
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -101,6 +105,11 @@ impl MemSeries {
 
     fn append_float(&mut self, t: i64, bits: u64, chunk_range: i64) {
         if !self.is_newer(t) {
+            // Older than the newest sample: the write path let it through
+            // as out of order (an equal timestamp never reaches the head).
+            if self.last.is_some_and(|(last, _)| t < last) {
+                self.insert_out_of_order(t, bits);
+            }
             return;
         }
         // A chunk never crosses a block boundary, so cutting the head into
@@ -125,6 +134,13 @@ impl MemSeries {
         self.widen(t);
         self.histograms.push(histogram);
         self.last = Some((t, LastKind::Histogram));
+    }
+
+    fn insert_out_of_order(&mut self, t: i64, bits: u64) {
+        if let Err(at) = self.out_of_order.binary_search_by_key(&t, |(t, _)| *t) {
+            self.out_of_order.insert(at, (t, bits));
+            self.widen(t);
+        }
     }
 
     fn widen(&mut self, t: i64) {
@@ -155,10 +171,12 @@ impl MemSeries {
             self.open = XorAppender::new();
         }
         self.histograms.retain(|h| h.timestamp >= before);
+        self.out_of_order.retain(|(t, _)| *t >= before);
         let firsts = [
             self.closed.first().map(|c| c.min_time),
             self.open.min_time(),
             self.histograms.first().map(|h| h.timestamp),
+            self.out_of_order.first().map(|(t, _)| *t),
         ];
         match firsts.into_iter().flatten().min() {
             Some(min) => self.min_time = min,
@@ -213,6 +231,32 @@ impl MemSeries {
             });
             start = end;
         }
+        // Out-of-order samples: XOR chunks per block range; writing the
+        // block merges them with the in-order chunks.
+        let late: Vec<(i64, f64)> = self
+            .out_of_order
+            .iter()
+            .take_while(|(t, _)| *t < before)
+            .map(|(t, bits)| (*t, f64::from_bits(*bits)))
+            .collect();
+        for run in late.chunk_by(|a, b| range_end(a.0, chunk_range) == range_end(b.0, chunk_range))
+        {
+            for (part, data) in run
+                .chunks(SAMPLES_PER_CHUNK)
+                .zip(crate::chunk::encode_all(run))
+            {
+                let (Some(first), Some(last)) = (part.first(), part.last()) else {
+                    continue;
+                };
+                chunks.push(BlockChunk {
+                    min_time: first.0,
+                    max_time: last.0,
+                    encoding: ENCODING_XOR,
+                    samples: part.len() as u32,
+                    data,
+                });
+            }
+        }
         chunks.sort_by_key(|c| c.min_time);
         chunks
     }
@@ -246,6 +290,13 @@ impl MemSeries {
                 continue;
             }
             chunks.extend(trim_chunk(Encoding::Xor as i32, bytes, start, end));
+        }
+        let late = self
+            .out_of_order
+            .iter()
+            .filter(|(t, _)| (start..=end).contains(t));
+        if late.clone().next().is_some() {
+            chunks = merge_out_of_order(&chunks, late);
         }
         let histograms = self
             .histograms
@@ -296,6 +347,28 @@ pub(crate) fn check_order(last: Option<&LastSample>, t: i64, value: &SampleValue
         Some(last) if t == last.t => AppendCheck::Reject(SampleRejection::DuplicateTimestamp),
         Some(_) => AppendCheck::Reject(SampleRejection::OutOfOrder),
     }
+}
+
+/// In-order XOR chunks and out-of-order samples as XOR chunks of one
+/// time-ordered sequence (an in-order sample wins a shared timestamp).
+fn merge_out_of_order<'a>(
+    chunks: &[Chunk],
+    late: impl Iterator<Item = &'a (i64, u64)>,
+) -> Vec<Chunk> {
+    let mut samples = Vec::new();
+    for chunk in chunks {
+        if let Err(error) = compact_chunk::decode_any(chunk.r#type, &chunk.data, &mut samples) {
+            tracing::error!(%error, "head chunk failed to decode, skipping it");
+        }
+    }
+    samples.extend(late.map(|(t, bits)| (*t, f64::from_bits(*bits))));
+    samples.sort_by_key(|(t, _)| *t);
+    samples.dedup_by_key(|(t, _)| *t);
+    samples
+        .chunks(SAMPLES_PER_CHUNK)
+        .zip(crate::chunk::encode_all(&samples))
+        .filter_map(|(part, data)| Some(xor_chunk(part.first()?.0, part.last()?.0, data)))
+        .collect()
 }
 
 /// The end (exclusive) of the block range `t` falls in.
@@ -370,6 +443,9 @@ pub struct Head {
     samples: u64,
     /// Block range: no chunk crosses a multiple of it.
     chunk_range: i64,
+    /// Newest sample timestamp ever appended (the out-of-order window is
+    /// measured back from it).
+    newest: i64,
 }
 
 impl Default for Head {
@@ -390,6 +466,7 @@ impl Head {
             metadata: BTreeMap::new(),
             samples: 0,
             chunk_range: block_range_ms.max(1),
+            newest: i64::MIN,
         }
     }
 
@@ -401,6 +478,11 @@ impl Head {
     /// Number of float and histogram samples appended since start (replay included).
     pub fn num_samples(&self) -> u64 {
         self.samples
+    }
+
+    /// Newest sample timestamp appended so far (`i64::MIN` when none).
+    pub fn newest(&self) -> i64 {
+        self.newest
     }
 
     /// The id of a label set, if the head has it.
@@ -553,6 +635,7 @@ impl Head {
     pub fn append_float(&mut self, id: u32, t: i64, bits: u64) {
         let range = self.chunk_range;
         if let Some(Some(series)) = self.series.get_mut(id as usize) {
+            self.newest = self.newest.max(t);
             series.append_float(t, bits, range);
             self.samples += 1;
         }
@@ -560,6 +643,7 @@ impl Head {
 
     pub fn append_histogram(&mut self, id: u32, histogram: Histogram) {
         if let Some(Some(series)) = self.series.get_mut(id as usize) {
+            self.newest = self.newest.max(histogram.timestamp);
             series.append_histogram(histogram);
             self.samples += 1;
         }

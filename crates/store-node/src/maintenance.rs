@@ -169,11 +169,14 @@ impl TenantDb {
                 break;
             };
             let range = self.options.block_range_ms;
-            // As Prometheus: keep half a range of the newest data in the head.
-            if max.saturating_sub(min) <= range / 2 * 3 {
+            // As Prometheus: keep half a range of the newest data in the head,
+            // and never cut a range the out-of-order window still reaches.
+            let before = range_end(min, range);
+            let window = self.options.out_of_order_window_ms;
+            if max.saturating_sub(min) <= range / 2 * 3 || before > max.saturating_sub(window) {
                 break;
             }
-            report.blocks_cut += self.cut_before(range_end(min, range))?;
+            report.blocks_cut += self.cut_before(before)?;
         }
         report.blocks_compacted += self.compact()?;
         report.blocks_deleted += self.apply_retention()?;
@@ -918,6 +921,70 @@ mod tests {
                 prop_assert_eq!(got, union);
             }
         }
+    }
+
+    #[test]
+    fn a_failed_block_write_keeps_the_data_in_the_head_and_ingest_going() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path(), options());
+        write_range(&db, 0, 25_000);
+        let before = everything(&db);
+        // Blocks cannot be written (a file where the block's directory goes;
+        // root ignores permissions, so this stands in for a full disk).
+        let blocks_dir = dir.path().join("blocks");
+        fs::remove_dir_all(&blocks_dir).expect("remove blocks dir");
+        fs::write(&blocks_dir, b"not a directory").expect("block the path");
+        assert!(db.flush().is_err());
+        assert!(db.maintain().is_err());
+        assert_eq!(everything(&db), before, "the head keeps everything");
+        write_range(&db, 25_000, 27_000);
+        // Space is back: the retry cuts everything, nothing lost.
+        fs::remove_file(&blocks_dir).expect("unblock");
+        fs::create_dir(&blocks_dir).expect("blocks dir");
+        db.flush().expect("flush");
+        let after = everything(&db);
+        assert_eq!(after[0].1.len(), 27);
+        drop(db);
+        let db = open(dir.path(), options());
+        assert_eq!(everything(&db), after);
+    }
+
+    #[test]
+    fn out_of_order_samples_within_the_window_are_kept_and_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = TenantOptions {
+            out_of_order_window_ms: 5_000,
+            ..options()
+        };
+        let db = open(dir.path(), options.clone());
+        write_range(&db, 0, 20_000);
+        // Newest is 19 s: 15 s and later are within the window; 9.5 s is not.
+        let late = db
+            .write(
+                &[series("a", [(15_500, -1.0), (17_250, -2.0), (9_500, -3.0)])],
+                &[],
+            )
+            .expect("write");
+        assert_eq!(late.response.samples_written, 2);
+        assert_eq!(late.response.rejected.len(), 1);
+        assert!(late.response.rejected[0].reason.starts_with("out of order"));
+        let check = |db: &TenantDb| {
+            let a = &everything(db)[0].1;
+            assert_eq!(a.len(), 22, "{a:?}");
+            assert!(a.windows(2).all(|w| w[0].0 < w[1].0), "time-ordered: {a:?}");
+            assert!(a.contains(&(15_500, -1.0)) && a.contains(&(17_250, -2.0)));
+        };
+        check(&db);
+        drop(db);
+        let db = open(dir.path(), options);
+        check(&db);
+        // Late samples are cut into blocks with the rest.
+        write_range(&db, 20_000, 40_000);
+        db.maintain().expect("maintain");
+        assert!(!db.blocks().is_empty());
+        let a = &everything(&db)[0].1;
+        assert_eq!(a.len(), 42);
+        assert!(a.contains(&(15_500, -1.0)) && a.contains(&(17_250, -2.0)));
     }
 
     #[test]

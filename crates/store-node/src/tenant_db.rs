@@ -57,6 +57,10 @@ pub struct TenantOptions {
     /// blocks of their own, merged by compaction) instead of refusing them
     /// as "out of bounds".
     pub backfill: bool,
+    /// Float samples older than their series' newest sample are accepted
+    /// when no older than this before the tenant's newest sample (0: refused
+    /// as "out of order", Prometheus' default).
+    pub out_of_order_window_ms: i64,
     /// Delete blocks entirely older than this before the newest sample (0: keep all).
     pub retention_ms: i64,
     /// Delete the oldest blocks while all blocks take more bytes (0: no limit).
@@ -69,6 +73,7 @@ impl Default for TenantOptions {
             wal: WalOptions::default(),
             block_range_ms: crate::head::DEFAULT_BLOCK_RANGE_MS,
             backfill: false,
+            out_of_order_window_ms: 0,
             retention_ms: 0,
             retention_bytes: 0,
         }
@@ -240,12 +245,18 @@ impl TenantDb {
         metadata: &[MetricMetadata],
     ) -> Result<WriteOutcome, TenantDbError> {
         let mut state = self.wal.lock();
-        let bounds = Bounds {
-            min_valid: state.cut_before,
-            backfill: self.options.backfill,
-        };
         let plan = {
             let head = self.head.read();
+            let window = self.options.out_of_order_window_ms;
+            let bounds = Bounds {
+                min_valid: state.cut_before,
+                backfill: self.options.backfill,
+                out_of_order_from: if window > 0 && head.newest() > i64::MIN {
+                    head.newest().saturating_sub(window)
+                } else {
+                    i64::MAX
+                },
+            };
             plan_write(&head, timeseries, metadata, bounds)
         };
         if let (Some(before), Some(oldest)) = (state.cutting, plan.oldest_sample())
@@ -398,11 +409,18 @@ struct Bounds {
     min_valid: i64,
     /// Accept them anyway (they will be cut into blocks of their own).
     backfill: bool,
+    /// Float samples from here on are accepted out of order (`i64::MAX`:
+    /// no window).
+    out_of_order_from: i64,
 }
 
 impl Bounds {
     fn refuses(&self, t: i64) -> bool {
-        t < self.min_valid && !self.backfill
+        t < self.min_valid && !self.backfill && t < self.out_of_order_from
+    }
+
+    fn accepts_out_of_order(&self, t: i64) -> bool {
+        t >= self.out_of_order_from
     }
 }
 
@@ -469,6 +487,16 @@ fn plan_write(
                     accepted += 1;
                 }
                 AppendCheck::Duplicate => {}
+                AppendCheck::Reject(SampleRejection::OutOfOrder)
+                    if bounds.accepts_out_of_order(sample.timestamp) =>
+                {
+                    // Within the window: stored beside the in-order chunks;
+                    // the newest sample stays what it was.
+                    plan.samples.series_ids.push(id);
+                    plan.samples.timestamps_ms.push(sample.timestamp);
+                    plan.samples.value_bits.push(bits);
+                    accepted += 1;
+                }
                 AppendCheck::Reject(why) => {
                     refused += 1;
                     reason.get_or_insert(why);

@@ -83,6 +83,10 @@ pub struct Cli {
     #[arg(long = "blocks.backfill", value_name = "BOOL")]
     pub blocks_backfill: Option<bool>,
 
+    /// Accept float samples older than their series' newest when within this of the tenant's newest sample; 0s refuses them [default: 0s].
+    #[arg(long = "blocks.out-of-order-window", value_name = "DURATION")]
+    pub blocks_out_of_order_window: Option<String>,
+
     /// How often heads are checked for a due cut, compaction and retention [default: 1m].
     #[arg(long = "blocks.maintenance-interval", value_name = "DURATION")]
     pub blocks_maintenance_interval: Option<String>,
@@ -206,6 +210,10 @@ impl Cli {
             &self.blocks_retention_size_bytes,
         );
         set(&mut c.blocks.backfill, &self.blocks_backfill);
+        set(
+            &mut c.blocks.out_of_order_window,
+            &self.blocks_out_of_order_window,
+        );
         set(
             &mut c.blocks.maintenance_interval,
             &self.blocks_maintenance_interval,

@@ -132,6 +132,8 @@ pub struct BlocksConfig {
     pub retention_size_bytes: u64,
     /// Accept samples older than the head's lower bound into blocks of their own instead of refusing them as "out of bounds".
     pub backfill: bool,
+    /// Accept float samples older than their series' newest when within this of the tenant's newest sample; `0s` refuses them as "out of order".
+    pub out_of_order_window: String,
     /// How often the head is checked for a due cut, compaction and retention.
     pub maintenance_interval: String,
     /// Bytes of block postings lookups kept in memory.
@@ -145,6 +147,7 @@ impl Default for BlocksConfig {
             retention_time: "0s".to_owned(),
             retention_size_bytes: 0,
             backfill: false,
+            out_of_order_window: "0s".to_owned(),
             maintenance_interval: "1m".to_owned(),
             postings_cache_bytes: 64 << 20,
         }
@@ -267,12 +270,15 @@ impl Config {
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
         }
-        parse_duration(&self.blocks.retention_time).ok_or_else(|| {
-            format!(
-                "blocks.retention_time: invalid duration {:?}",
-                self.blocks.retention_time
-            )
-        })?;
+        for (key, value) in [
+            ("blocks.retention_time", &self.blocks.retention_time),
+            (
+                "blocks.out_of_order_window",
+                &self.blocks.out_of_order_window,
+            ),
+        ] {
+            parse_duration(value).ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
+        }
         if self.querier.max_samples == 0 {
             return Err("querier.max_samples must be greater than 0".to_owned());
         }
@@ -325,6 +331,7 @@ impl Config {
                 wal: self.wal_options(),
                 block_range_ms: ms(&self.blocks.range).max(1),
                 backfill: self.blocks.backfill,
+                out_of_order_window_ms: ms(&self.blocks.out_of_order_window),
                 retention_ms: ms(&self.blocks.retention_time),
                 retention_bytes: self.blocks.retention_size_bytes,
             },
