@@ -494,70 +494,102 @@ fn top_bottom(
     // Per series: its selected points (most series get none).
     let mut selected: Vec<Vec<(usize, f64)>> = vec![Vec::new(); series.len()];
     let mut order: Vec<usize> = Vec::new();
-    // Per step, the group's members with a value there in series order,
-    // read through one cursor per member instead of transposing the group.
-    let mut cursors: Vec<usize> = Vec::new();
-    let mut step: Vec<(usize, f64)> = Vec::new();
-    let mut ranked: Vec<(usize, usize, f64)> = Vec::new();
-    for members in &groups.members {
-        cursors.clear();
-        cursors.resize(members.len(), 0);
-        for (i, &k) in keep.iter().enumerate() {
-            step.clear();
-            for (cursor, &si) in cursors.iter_mut().zip(members) {
-                let points = &series[si].points;
-                if let Some(&(pi, f)) = points.get(*cursor)
-                    && pi == i
-                {
-                    step.push((si, f));
-                    *cursor += 1;
-                }
+    // Rank by value, ties by arrival (series order within the group): a
+    // total order, so selecting the k best and sorting only those equals a
+    // full stable sort's top k. Entries are (arrival, series, value).
+    let rank = |a: &(usize, usize, f64), b: &(usize, usize, f64)| {
+        if better(a.2, b.2) {
+            std::cmp::Ordering::Less
+        } else if better(b.2, a.2) {
+            std::cmp::Ordering::Greater
+        } else {
+            a.0.cmp(&b.0)
+        }
+    };
+    // Keeps the k best so far in rank order: most candidates lose to the
+    // current k-th with one comparison. A later arrival that ties with it
+    // ranks after it, so it only enters by being strictly better.
+    let offer =
+        |ranked: &mut Vec<(usize, usize, f64)>, k: usize, candidate: (usize, usize, f64)| {
+            if ranked.len() == k
+                && ranked
+                    .last()
+                    .is_some_and(|worst| !better(candidate.2, worst.2))
+            {
+                return;
             }
-            if k == 0 || step.is_empty() {
-                continue;
-            }
-            // Rank by value, ties by arrival: a total order, so selecting the
-            // k best and sorting only those equals a full stable sort's top k.
-            let rank = |a: &(usize, usize, f64), b: &(usize, usize, f64)| {
-                if better(a.2, b.2) {
-                    std::cmp::Ordering::Less
-                } else if better(b.2, a.2) {
-                    std::cmp::Ordering::Greater
-                } else {
-                    a.0.cmp(&b.0)
-                }
-            };
-            ranked.clear();
-            if k <= SMALL_K {
-                // Keep the k best so far in rank order: most candidates lose
-                // to the current k-th with one comparison. A later arrival
-                // that ties with it ranks after it, so it only enters by
-                // being strictly better.
-                for (arrival, &(si, f)) in step.iter().enumerate() {
-                    if ranked.len() == k && ranked.last().is_some_and(|worst| !better(f, worst.2)) {
-                        continue;
+            let at = ranked.partition_point(|kept| rank(kept, &candidate).is_lt());
+            ranked.insert(at, candidate);
+            ranked.truncate(k);
+        };
+    if keep.iter().all(|&k| k <= SMALL_K) {
+        // Series by series, every step keeping its k best so far: points
+        // are read in storage order and each step's list stays small. A
+        // series' index serves as its arrival (members are in series order).
+        let mut best: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); n];
+        for members in &groups.members {
+            best.iter_mut().for_each(Vec::clear);
+            for &si in members {
+                for &(i, f) in &series[si].points {
+                    if keep[i] > 0 {
+                        offer(&mut best[i], keep[i], (si, si, f));
                     }
-                    let candidate = (arrival, si, f);
-                    let at = ranked.partition_point(|kept| rank(kept, &candidate).is_lt());
-                    ranked.insert(at, candidate);
-                    ranked.truncate(k);
                 }
-            } else {
-                ranked.extend(
-                    step.iter()
-                        .enumerate()
-                        .map(|(arrival, &(si, f))| (arrival, si, f)),
-                );
-                if ranked.len() > k {
-                    ranked.select_nth_unstable_by(k - 1, rank);
-                    ranked.truncate(k);
-                }
-                ranked.sort_unstable_by(rank);
             }
-            for &(_, si, f) in &ranked {
-                selected[si].push((i, f));
-                if i == 0 {
-                    order.push(si);
+            for (i, ranked) in best.iter().enumerate() {
+                for &(_, si, f) in ranked {
+                    selected[si].push((i, f));
+                    if i == 0 {
+                        order.push(si);
+                    }
+                }
+            }
+        }
+    } else {
+        // Step by step: the group's members with a value at the step, in
+        // series order, read through one cursor per member.
+        let mut cursors: Vec<usize> = Vec::new();
+        let mut step: Vec<(usize, f64)> = Vec::new();
+        let mut ranked: Vec<(usize, usize, f64)> = Vec::new();
+        for members in &groups.members {
+            cursors.clear();
+            cursors.resize(members.len(), 0);
+            for (i, &k) in keep.iter().enumerate() {
+                step.clear();
+                for (cursor, &si) in cursors.iter_mut().zip(members) {
+                    let points = &series[si].points;
+                    if let Some(&(pi, f)) = points.get(*cursor)
+                        && pi == i
+                    {
+                        step.push((si, f));
+                        *cursor += 1;
+                    }
+                }
+                if k == 0 || step.is_empty() {
+                    continue;
+                }
+                ranked.clear();
+                if k <= SMALL_K {
+                    for (arrival, &(si, f)) in step.iter().enumerate() {
+                        offer(&mut ranked, k, (arrival, si, f));
+                    }
+                } else {
+                    ranked.extend(
+                        step.iter()
+                            .enumerate()
+                            .map(|(arrival, &(si, f))| (arrival, si, f)),
+                    );
+                    if ranked.len() > k {
+                        ranked.select_nth_unstable_by(k - 1, rank);
+                        ranked.truncate(k);
+                    }
+                    ranked.sort_unstable_by(rank);
+                }
+                for &(_, si, f) in &ranked {
+                    selected[si].push((i, f));
+                    if i == 0 {
+                        order.push(si);
+                    }
                 }
             }
         }
