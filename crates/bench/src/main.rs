@@ -10,8 +10,8 @@
 
 #![allow(clippy::print_stdout)]
 
-mod chunks;
 mod blocks;
+mod chunks;
 mod encode;
 mod query;
 mod send;
@@ -151,6 +151,11 @@ struct IngestArgs {
     /// of the blocks' chunks and index.
     #[arg(long)]
     blocks: bool,
+
+    /// After pushing, restart each started server on its data and time
+    /// its start-up until ready (WAL replay).
+    #[arg(long)]
+    replay: bool,
 }
 
 fn main() -> ExitCode {
@@ -191,6 +196,8 @@ struct Outcome {
     disk_bytes: Option<u64>,
     /// With --blocks: WAL bytes before the cut, and the blocks' bytes.
     on_disk: Option<blocks::OnDisk>,
+    /// With --replay: start-up time on the pushed data.
+    replay: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -393,6 +400,15 @@ fn run_target(
         }
     };
 
+    let replay = match (server.as_mut(), args.replay) {
+        (Some(server), true) => {
+            let took = server.restart()?;
+            eprintln!("{name}: restarted and ready in {:.2}s", took.as_secs_f64());
+            Some(took)
+        }
+        _ => None,
+    };
+
     let on_disk = match (&server, args.blocks) {
         (Some(server), true) => Some(blocks::cut_and_measure(server, &base)?),
         _ => None,
@@ -424,6 +440,7 @@ fn run_target(
         shutdown,
         disk_bytes,
         on_disk,
+        replay,
     })
 }
 
@@ -516,8 +533,27 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
     }
     println!();
 
+    if args.replay {
+        println!("| target | restart until ready s | samples replayed/s |");
+        println!("|---|---:|---:|");
+        for o in outcomes.iter() {
+            if let Some(took) = o.replay {
+                let secs = took.as_secs_f64().max(1e-9);
+                println!(
+                    "| {} | {secs:.2} | {:.0} |",
+                    o.display_name(args.repeat),
+                    o.samples as f64 / secs
+                );
+            }
+        }
+        println!();
+    }
     if args.blocks {
-        blocks::print(outcomes.iter().map(|o| (o.display_name(args.repeat), o.samples, o.on_disk)));
+        blocks::print(
+            outcomes
+                .iter()
+                .map(|o| (o.display_name(args.repeat), o.samples, o.on_disk)),
+        );
     }
 
     let targets = summarize(outcomes);

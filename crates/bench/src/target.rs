@@ -22,6 +22,9 @@ pub struct Server {
     pub write_path: &'static str,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// How it was started, to start it again on the same data.
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
     /// Removed when the server is dropped.
     _dir: tempfile::TempDir,
 }
@@ -108,6 +111,8 @@ impl Server {
         log_path: PathBuf,
     ) -> Result<Server> {
         let program = command.get_program().to_string_lossy().into_owned();
+        let program_os = command.get_program().to_owned();
+        let args: Vec<std::ffi::OsString> = command.get_args().map(ToOwned::to_owned).collect();
         if program.contains('/') && !Path::new(&program).exists() {
             let hint = match name {
                 "strata" => "cargo build --release -p strata, or pass --strata-bin",
@@ -130,6 +135,8 @@ impl Server {
             write_path,
             data_dir,
             log_path,
+            program: program_os,
+            args,
             _dir: dir,
         };
         server.wait_ready(Duration::from_secs(60))?;
@@ -170,6 +177,28 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same data;
+    /// returns the time from the new start until `/-/ready` (WAL replay).
+    pub fn restart(&mut self) -> Result<Duration> {
+        self.stop(Duration::from_secs(120))?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .context("open the server's log file")?;
+        let started = Instant::now();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("restart {}", self.name))?;
+        self.pid = child.id();
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(600))?;
+        Ok(started.elapsed())
     }
 
     /// The last lines of the server's log.
