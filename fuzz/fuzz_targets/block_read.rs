@@ -17,7 +17,7 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use strata_common::labels::label;
 use strata_common::{MatchOp, Matcher};
-use strata_store_node::block::{Block, BlockChunk, BlockSeries, BlockWriter, ENCODING_XOR, PostingsCache};
+use strata_store_node::block::{Block, BlockChunk, BlockSeries, BlockWriter, PostingsCache};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&shape, rest)) = data.split_first() else {
@@ -49,17 +49,7 @@ fn series_from(shape: u8, bytes: &[u8]) -> Vec<BlockSeries> {
                     ((j as i64) * 15_000 + i64::from(b), f64::from(b) * 0.5)
                 })
                 .collect();
-            let chunks = strata_common::chunk::encode_all(&samples)
-                .into_iter()
-                .zip(samples.chunks(strata_common::chunk::SAMPLES_PER_CHUNK))
-                .map(|(data, part)| BlockChunk {
-                    min_time: part[0].0,
-                    max_time: part[part.len() - 1].0,
-                    encoding: ENCODING_XOR,
-                    samples: part.len() as u32,
-                    data,
-                })
-                .collect();
+            let chunks = BlockChunk::xor_chunks(&samples);
             BlockSeries {
                 labels: vec![label("__name__", "m"), label("i", &format!("{i:02}"))],
                 chunks,

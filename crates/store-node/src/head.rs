@@ -241,21 +241,7 @@ impl MemSeries {
             .collect();
         for run in late.chunk_by(|a, b| range_end(a.0, chunk_range) == range_end(b.0, chunk_range))
         {
-            for (part, data) in run
-                .chunks(SAMPLES_PER_CHUNK)
-                .zip(crate::chunk::encode_all(run))
-            {
-                let (Some(first), Some(last)) = (part.first(), part.last()) else {
-                    continue;
-                };
-                chunks.push(BlockChunk {
-                    min_time: first.0,
-                    max_time: last.0,
-                    encoding: ENCODING_XOR,
-                    samples: part.len() as u32,
-                    data,
-                });
-            }
+            chunks.extend(BlockChunk::xor_chunks(run));
         }
         chunks.sort_by_key(|c| c.min_time);
         chunks

@@ -831,7 +831,7 @@ mod tests {
 
     mod merge_property {
         use super::*;
-        use crate::block::{BlockChunk, ENCODING_XOR};
+        use crate::block::BlockChunk;
         use proptest::prelude::*;
         use std::collections::BTreeMap;
 
@@ -848,17 +848,7 @@ mod tests {
                 .map(|(series, times)| {
                     let points: Vec<(i64, f64)> =
                         times.iter().map(|t| (*t, value(*series, *t))).collect();
-                    let chunks = crate::chunk::encode_all(&points)
-                        .into_iter()
-                        .zip(points.chunks(crate::chunk::SAMPLES_PER_CHUNK))
-                        .map(|(data, part)| BlockChunk {
-                            min_time: part[0].0,
-                            max_time: part[part.len() - 1].0,
-                            encoding: ENCODING_XOR,
-                            samples: part.len() as u32,
-                            data,
-                        })
-                        .collect();
+                    let chunks = BlockChunk::xor_chunks(&points);
                     BlockSeries {
                         labels: vec![label("__name__", &format!("s{series}"))],
                         chunks,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use strata_store_node::block::Block;
 
 use crate::cli::ToolCommand;
+use crate::logging::format_rfc3339_ms;
 
 pub fn run(command: &ToolCommand) -> ExitCode {
     let mut out = std::io::stdout().lock();
@@ -41,8 +42,8 @@ fn inspect_block(dir: &Path, out: &mut impl Write) -> Result<bool, String> {
         format!("directory         {}", dir.display()),
         format!(
             "time range        {} .. {} ({} .. {} ms, max exclusive)",
-            rfc3339(meta.min_time),
-            rfc3339(meta.max_time),
+            format_rfc3339_ms(meta.min_time),
+            format_rfc3339_ms(meta.max_time),
             meta.min_time,
             meta.max_time
         ),
@@ -119,36 +120,4 @@ fn verify(dir: &Path, out: &mut impl Write) -> Result<bool, String> {
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
     }
     Ok(healthy)
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC (civil-from-days).
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_formats_civil_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 }

@@ -28,6 +28,26 @@ pub struct BlockChunk {
     pub data: Vec<u8>,
 }
 
+impl BlockChunk {
+    /// Time-ordered samples as XOR chunks of at most 120 samples.
+    pub fn xor_chunks(samples: &[(i64, f64)]) -> Vec<BlockChunk> {
+        let chunk = strata_common::chunk::SAMPLES_PER_CHUNK;
+        samples
+            .chunks(chunk)
+            .zip(strata_common::chunk::encode_all(samples))
+            .filter_map(|(part, data)| {
+                Some(BlockChunk {
+                    min_time: part.first()?.0,
+                    max_time: part.last()?.0,
+                    encoding: super::format::ENCODING_XOR,
+                    samples: part.len() as u32,
+                    data,
+                })
+            })
+            .collect()
+    }
+}
+
 /// One series to write, chunks in time order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockSeries {
