@@ -17,7 +17,7 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use strata_common::labels::label;
 use strata_common::{MatchOp, Matcher};
-use strata_store_node::block::{Block, BlockChunk, BlockSeries, BlockWriter, PostingsCache};
+use strata_store_node::block::{Block, BlockChunk, BlockSeries, BlockWriter, BlockCache};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&shape, rest)) = data.split_first() else {
@@ -93,7 +93,7 @@ fn read_everything(block_dir: &Path, written: &[BlockSeries], damaged: bool) {
     };
     let verified = block.verify();
     assert!(damaged || verified.is_ok(), "undamaged block fails verify: {verified:?}");
-    let cache = PostingsCache::new(1 << 20, Default::default(), Default::default());
+    let cache = BlockCache::new(1 << 20, Default::default(), Default::default());
     let all = block.select(&[], i64::MIN, i64::MAX, &cache);
     let regex = Matcher::new(MatchOp::RegexMatch, "i", "0[1-3]").expect("matcher");
     let _ = block.select(&[regex], 10_000, 1_000_000, &cache);

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use strata_common::chunk;
-use strata_store_node::block::PostingsCache;
+use strata_store_node::block::BlockCache;
 use strata_store_node::tenant_db::{TenantDb, TenantOptions};
 use strata_store_node::wal_codec;
 
@@ -85,8 +85,8 @@ fn scratch() -> tempfile::TempDir {
         .expect("scratch directory")
 }
 
-fn cache() -> Arc<PostingsCache> {
-    Arc::new(PostingsCache::new(1 << 20, Default::default(), Default::default()))
+fn cache() -> Arc<BlockCache> {
+    Arc::new(BlockCache::new(1 << 20, Default::default(), Default::default()))
 }
 
 fn replay(segments: &[Vec<u8>], data: &[u8]) {

@@ -20,7 +20,7 @@ use strata_proto::store::{
     SelectRequest, SelectedSeries, SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
 };
 
-use crate::block::PostingsCache;
+use crate::block::BlockCache;
 use crate::maintenance::MaintenanceReport;
 use crate::metrics::StoreMetrics;
 use crate::tenant_db::{TenantDb, TenantDbError, TenantOptions};
@@ -30,8 +30,8 @@ use crate::tenant_db::{TenantDb, TenantDbError, TenantOptions};
 pub struct EngineOptions {
     pub data_dir: PathBuf,
     pub tenant: TenantOptions,
-    /// Bytes of postings lookups kept in the block cache.
-    pub postings_cache_bytes: u64,
+    /// Bytes of postings lookups and series entries kept in the block cache.
+    pub block_cache_bytes: u64,
 }
 
 impl EngineOptions {
@@ -40,7 +40,7 @@ impl EngineOptions {
         EngineOptions {
             data_dir,
             tenant: TenantOptions::default(),
-            postings_cache_bytes: 64 << 20,
+            block_cache_bytes: 64 << 20,
         }
     }
 }
@@ -74,7 +74,7 @@ pub struct Engine {
     opening: parking_lot::Mutex<()>,
     ready: AtomicBool,
     metrics: StoreMetrics,
-    postings_cache: Arc<PostingsCache>,
+    block_cache: Arc<BlockCache>,
     /// Held for the engine's lifetime: one process per data directory.
     _lock: File,
 }
@@ -93,14 +93,14 @@ impl Engine {
         if lock.try_lock().is_err() {
             return Err(EngineError::Locked { dir });
         }
-        let postings_cache = Arc::new(PostingsCache::new(
-            options.postings_cache_bytes,
-            metrics.postings_cache_hits.clone(),
-            metrics.postings_cache_misses.clone(),
+        let block_cache = Arc::new(BlockCache::new(
+            options.block_cache_bytes,
+            metrics.block_cache_hits.clone(),
+            metrics.block_cache_misses.clone(),
         ));
         Ok(Engine {
             options,
-            postings_cache,
+            block_cache,
             tenants: RwLock::new(HashMap::new()),
             opening: parking_lot::Mutex::new(()),
             ready: AtomicBool::new(false),
@@ -207,8 +207,8 @@ impl Engine {
         self.metrics.blocks.set(blocks);
         self.metrics.block_bytes.set(bytes);
         self.metrics
-            .postings_cache_bytes
-            .set(self.postings_cache.weighted_size() as i64);
+            .block_cache_bytes
+            .set(self.block_cache.weighted_size() as i64);
     }
 
     /// Cuts the head of one tenant (or of all when `tenant` is empty) into
@@ -239,7 +239,7 @@ impl Engine {
             tenant,
             &dir,
             self.options.tenant.clone(),
-            self.postings_cache.clone(),
+            self.block_cache.clone(),
         )
         .map_err(|source| EngineError::Tenant {
             tenant: tenant.to_owned(),

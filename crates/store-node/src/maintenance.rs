@@ -551,7 +551,7 @@ impl Iterator for MergedSeries<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::PostingsCache;
+    use crate::block::BlockCache;
     use crate::tenant_db::TenantOptions;
     use strata_common::labels::label;
     use strata_proto::prometheus::{Sample, TimeSeries};
@@ -567,7 +567,7 @@ mod tests {
     }
 
     fn open(dir: &Path, options: TenantOptions) -> TenantDb {
-        let cache = Arc::new(PostingsCache::new(
+        let cache = Arc::new(BlockCache::new(
             1 << 20,
             Default::default(),
             Default::default(),

@@ -23,9 +23,9 @@ pub struct StoreMetrics {
     pub blocks_deleted: Counter,
     pub blocks: Gauge,
     pub block_bytes: Gauge,
-    pub postings_cache_hits: Counter,
-    pub postings_cache_misses: Counter,
-    pub postings_cache_bytes: Gauge,
+    pub block_cache_hits: Counter,
+    pub block_cache_misses: Counter,
+    pub block_cache_bytes: Gauge,
 }
 
 impl StoreMetrics {
@@ -42,9 +42,9 @@ impl StoreMetrics {
             blocks_deleted: Counter::default(),
             blocks: Gauge::default(),
             block_bytes: Gauge::default(),
-            postings_cache_hits: Counter::default(),
-            postings_cache_misses: Counter::default(),
-            postings_cache_bytes: Gauge::default(),
+            block_cache_hits: Counter::default(),
+            block_cache_misses: Counter::default(),
+            block_cache_bytes: Gauge::default(),
         };
         let store = registry.sub_registry_with_prefix("strata_store");
         store.register(
@@ -98,19 +98,19 @@ impl StoreMetrics {
             metrics.block_bytes.clone(),
         );
         store.register(
-            "postings_cache_hits",
-            "Block postings lookups answered by the cache",
-            metrics.postings_cache_hits.clone(),
+            "block_cache_hits",
+            "Block postings lookups and series entries answered by the cache",
+            metrics.block_cache_hits.clone(),
         );
         store.register(
-            "postings_cache_misses",
-            "Block postings lookups read from the index",
-            metrics.postings_cache_misses.clone(),
+            "block_cache_misses",
+            "Block postings lookups and series entries read from the index",
+            metrics.block_cache_misses.clone(),
         );
         store.register(
-            "postings_cache_bytes",
-            "Approximate bytes held by the postings cache",
-            metrics.postings_cache_bytes.clone(),
+            "block_cache_bytes",
+            "Approximate bytes held by the block cache",
+            metrics.block_cache_bytes.clone(),
         );
         metrics
     }

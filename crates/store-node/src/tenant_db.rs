@@ -18,7 +18,7 @@ use strata_proto::wal::{
     WalRecord, wal_record,
 };
 
-use crate::block::{Block, BlockError, PostingsCache};
+use crate::block::{Block, BlockCache, BlockError};
 use crate::hash::FastBuild;
 use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
@@ -113,7 +113,7 @@ pub struct TenantDb {
     /// Sorted by min time. Replaced (never mutated in place) by cuts,
     /// compactions and retention, under the head's write lock for cuts.
     pub(crate) blocks: RwLock<Vec<Arc<Block>>>,
-    pub(crate) postings_cache: Arc<PostingsCache>,
+    pub(crate) block_cache: Arc<BlockCache>,
     /// Serializes cuts, compactions and retention of this tenant.
     pub(crate) maintenance: Mutex<()>,
 }
@@ -124,7 +124,7 @@ impl TenantDb {
         tenant: &str,
         dir: &Path,
         options: TenantOptions,
-        postings_cache: Arc<PostingsCache>,
+        block_cache: Arc<BlockCache>,
     ) -> Result<(TenantDb, ReplayStats), TenantDbError> {
         let blocks = maintenance::open_blocks(&dir.join("blocks")).map_err(|source| {
             TenantDbError::Block {
@@ -187,7 +187,7 @@ impl TenantDb {
             }),
             head: RwLock::new(head),
             blocks: RwLock::new(blocks),
-            postings_cache,
+            block_cache,
             maintenance: Mutex::new(()),
         };
         Ok((db, stats))
@@ -313,7 +313,7 @@ impl TenantDb {
         let mut parts = Vec::with_capacity(blocks.len() + 1);
         for block in blocks.iter().filter(|b| b.overlaps(start, end)) {
             let selected = block
-                .select(matchers, start, end, &self.postings_cache)
+                .select(matchers, start, end, &self.block_cache)
                 .map_err(|e| self.block_error(e))?;
             parts.push(selected);
         }
@@ -336,7 +336,10 @@ impl TenantDb {
         for block in blocks.iter().filter(|b| b.overlaps(start, end)) {
             let ids = self.block_ids(block, sets, start, end)?;
             for id in &ids {
-                all.push(block.series(id).map_err(|e| self.block_error(e))?.labels);
+                let entry = block
+                    .cached_series(id, &self.block_cache)
+                    .map_err(|e| self.block_error(e))?;
+                all.push(entry.labels.clone());
             }
         }
         all.sort_by(|a, b| strata_common::labels::compare(a, b));
@@ -352,7 +355,7 @@ impl TenantDb {
         end: i64,
     ) -> Result<RoaringBitmap, TenantDbError> {
         block
-            .matching_any(sets, start, end, &self.postings_cache)
+            .matching_any(sets, start, end, &self.block_cache)
             .map_err(|e| self.block_error(e))
     }
 
@@ -754,8 +757,8 @@ mod tests {
     use strata_common::labels::label;
     use strata_proto::prometheus::Sample;
 
-    fn test_cache() -> Arc<PostingsCache> {
-        Arc::new(PostingsCache::new(
+    fn test_cache() -> Arc<BlockCache> {
+        Arc::new(BlockCache::new(
             1 << 20,
             Default::default(),
             Default::default(),

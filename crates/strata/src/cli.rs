@@ -91,9 +91,9 @@ pub struct Cli {
     #[arg(long = "blocks.maintenance-interval", value_name = "DURATION")]
     pub blocks_maintenance_interval: Option<String>,
 
-    /// Bytes of block postings lookups kept in memory [default: 67108864].
-    #[arg(long = "blocks.postings-cache-bytes", value_name = "BYTES")]
-    pub blocks_postings_cache_bytes: Option<u64>,
+    /// Bytes of block postings lookups and series entries kept in memory [default: 67108864].
+    #[arg(long = "blocks.cache-bytes", value_name = "BYTES")]
+    pub blocks_cache_bytes: Option<u64>,
 
     /// Refuse requests without an X-Scope-OrgID header (401 "no org id") [default: false].
     #[arg(long = "tenancy.require-tenant", value_name = "BOOL")]
@@ -218,10 +218,7 @@ impl Cli {
             &mut c.blocks.maintenance_interval,
             &self.blocks_maintenance_interval,
         );
-        set(
-            &mut c.blocks.postings_cache_bytes,
-            &self.blocks_postings_cache_bytes,
-        );
+        set(&mut c.blocks.cache_bytes, &self.blocks_cache_bytes);
         set(&mut c.tenancy.require_tenant, &self.require_tenant);
         set(&mut c.tenancy.no_auth_tenant, &self.no_auth_tenant);
         set(

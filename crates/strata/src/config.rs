@@ -136,8 +136,8 @@ pub struct BlocksConfig {
     pub out_of_order_window: String,
     /// How often the head is checked for a due cut, compaction and retention.
     pub maintenance_interval: String,
-    /// Bytes of block postings lookups kept in memory.
-    pub postings_cache_bytes: u64,
+    /// Bytes of block postings lookups and series entries kept in memory.
+    pub cache_bytes: u64,
 }
 
 impl Default for BlocksConfig {
@@ -149,7 +149,7 @@ impl Default for BlocksConfig {
             backfill: false,
             out_of_order_window: "0s".to_owned(),
             maintenance_interval: "1m".to_owned(),
-            postings_cache_bytes: 64 << 20,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -335,7 +335,7 @@ impl Config {
                 retention_ms: ms(&self.blocks.retention_time),
                 retention_bytes: self.blocks.retention_size_bytes,
             },
-            postings_cache_bytes: self.blocks.postings_cache_bytes,
+            block_cache_bytes: self.blocks.cache_bytes,
         }
     }
 

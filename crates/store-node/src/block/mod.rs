@@ -327,6 +327,15 @@ impl Block {
             .ok_or_else(|| FormatError::new("series entry", "symbol reference out of range"))
     }
 
+    /// The series entry with id `id`, through the cache.
+    pub fn cached_series(
+        &self,
+        id: u32,
+        cache: &BlockCache,
+    ) -> Result<Arc<SeriesEntry>, BlockError> {
+        cache.series_or((self.cache_key, id), || self.series(id))
+    }
+
     /// The series entry with id `id` (its position in label order).
     pub fn series(&self, id: u32) -> Result<SeriesEntry, BlockError> {
         self.decode_series(id).map_err(|e| self.damaged(e))
@@ -392,7 +401,7 @@ impl Block {
     pub fn matching(
         &self,
         matchers: &[Matcher],
-        cache: &PostingsCache,
+        cache: &BlockCache,
     ) -> Result<RoaringBitmap, BlockError> {
         let source = BlockPostings {
             block: self,
@@ -413,7 +422,7 @@ impl Block {
         sets: &[Vec<Matcher>],
         start: i64,
         end: i64,
-        cache: &PostingsCache,
+        cache: &BlockCache,
     ) -> Result<RoaringBitmap, BlockError> {
         if !self.overlaps(start, end) {
             return Ok(RoaringBitmap::new());
@@ -430,7 +439,7 @@ impl Block {
         if start > self.meta.min_time || end < self.meta.max_time - 1 {
             let mut inside = RoaringBitmap::new();
             for id in &ids {
-                let entry = self.series(id)?;
+                let entry = self.cached_series(id, cache)?;
                 if entry
                     .chunks
                     .iter()
@@ -451,7 +460,7 @@ impl Block {
         matchers: &[Matcher],
         start: i64,
         end: i64,
-        cache: &PostingsCache,
+        cache: &BlockCache,
     ) -> Result<Vec<SelectedSeries>, BlockError> {
         if !self.overlaps(start, end) {
             return Ok(Vec::new());
@@ -459,13 +468,13 @@ impl Block {
         let ids = self.matching(matchers, cache)?;
         let mut out = Vec::new();
         for id in &ids {
-            let entry = self.series(id)?;
+            let entry = self.cached_series(id, cache)?;
             let mut selected = SelectedSeries {
-                labels: entry.labels,
+                labels: entry.labels.clone(),
                 chunks: Vec::new(),
                 histograms: Vec::new(),
             };
-            for meta in entry.chunks {
+            for meta in &entry.chunks {
                 if meta.max_time < start || meta.min_time > end {
                     continue;
                 }
@@ -680,29 +689,43 @@ pub fn decode_histograms(mut data: &[u8]) -> Result<Vec<Histogram>, FormatError>
     Ok(out)
 }
 
-/// A size-bounded cache of postings lookups, shared by every block of a
-/// store node. Keys are (block, matcher), so entries of one block (and
-/// one tenant) never answer for another.
+/// A size-bounded cache of what reading blocks decodes — postings lookups
+/// and series entries — shared by every block of a store node. Keys start
+/// with the block's own key, so entries of one block (and one tenant)
+/// never answer for another. Half of the bytes go to each kind.
 #[derive(Debug)]
-pub struct PostingsCache {
-    cache: moka::sync::Cache<(u64, String), Arc<RoaringBitmap>>,
+pub struct BlockCache {
+    postings: moka::sync::Cache<(u64, String), Arc<RoaringBitmap>>,
+    series: moka::sync::Cache<(u64, u32), Arc<SeriesEntry>>,
     hits: Counter,
     misses: Counter,
 }
 
-impl PostingsCache {
-    /// A cache holding at most about `max_bytes` of bitmaps, counting its
-    /// hits and misses in the given counters.
+impl BlockCache {
+    /// A cache holding at most about `max_bytes`, counting its hits and
+    /// misses in the given counters.
     pub fn new(max_bytes: u64, hits: Counter, misses: Counter) -> Self {
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|key: &(u64, String), value: &Arc<RoaringBitmap>| {
-                let bytes = key.1.len() + value.serialized_size() + 64;
-                u32::try_from(bytes).unwrap_or(u32::MAX)
+        let weight = |bytes: usize| u32::try_from(bytes).unwrap_or(u32::MAX);
+        let postings = moka::sync::Cache::builder()
+            .max_capacity(max_bytes / 2)
+            .weigher(move |key: &(u64, String), value: &Arc<RoaringBitmap>| {
+                weight(key.1.len() + value.serialized_size() + 64)
             })
             .build();
-        PostingsCache {
-            cache,
+        let series = moka::sync::Cache::builder()
+            .max_capacity(max_bytes / 2)
+            .weigher(move |_: &(u64, u32), entry: &Arc<SeriesEntry>| {
+                let labels: usize = entry
+                    .labels
+                    .iter()
+                    .map(|l| l.name.len() + l.value.len() + 48)
+                    .sum();
+                weight(labels + entry.chunks.len() * 24 + 64)
+            })
+            .build();
+        BlockCache {
+            postings,
+            series,
             hits,
             misses,
         }
@@ -715,22 +738,37 @@ impl PostingsCache {
 
     /// Bytes currently held (approximate).
     pub fn weighted_size(&self) -> u64 {
-        self.cache.weighted_size()
+        self.postings.weighted_size() + self.series.weighted_size()
     }
 
-    fn get_or_compute(
+    fn postings_or(
         &self,
         key: (u64, String),
         compute: impl FnOnce() -> Result<RoaringBitmap, FormatError>,
     ) -> Result<RoaringBitmap, FormatError> {
-        if let Some(hit) = self.cache.get(&key) {
+        if let Some(hit) = self.postings.get(&key) {
             self.hits.inc();
             return Ok((*hit).clone());
         }
         self.misses.inc();
         let bitmap = compute()?;
-        self.cache.insert(key, Arc::new(bitmap.clone()));
+        self.postings.insert(key, Arc::new(bitmap.clone()));
         Ok(bitmap)
+    }
+
+    fn series_or(
+        &self,
+        key: (u64, u32),
+        compute: impl FnOnce() -> Result<SeriesEntry, BlockError>,
+    ) -> Result<Arc<SeriesEntry>, BlockError> {
+        if let Some(hit) = self.series.get(&key) {
+            self.hits.inc();
+            return Ok(hit);
+        }
+        self.misses.inc();
+        let entry = Arc::new(compute()?);
+        self.series.insert(key, entry.clone());
+        Ok(entry)
     }
 }
 
@@ -739,7 +777,7 @@ impl PostingsCache {
 /// and reported after it ran.
 struct BlockPostings<'a> {
     block: &'a Block,
-    cache: &'a PostingsCache,
+    cache: &'a BlockCache,
     error: RefCell<Option<FormatError>>,
 }
 
@@ -751,7 +789,7 @@ impl BlockPostings<'_> {
             self.block.cache_key,
             format!("{}{matcher}", if negated { "!" } else { "" }),
         );
-        let result = self.cache.get_or_compute(key, || {
+        let result = self.cache.postings_or(key, || {
             let mut out = RoaringBitmap::new();
             let Some(entry) = self.block.name_postings(&matcher.name) else {
                 return Ok(out);

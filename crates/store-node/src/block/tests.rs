@@ -2,8 +2,8 @@ use super::*;
 use crate::chunk;
 use strata_common::labels::label;
 
-fn cache() -> PostingsCache {
-    PostingsCache::new(1 << 20, Counter::default(), Counter::default())
+fn cache() -> BlockCache {
+    BlockCache::new(1 << 20, Counter::default(), Counter::default())
 }
 
 fn xor(samples: &[(i64, f64)]) -> BlockChunk {
