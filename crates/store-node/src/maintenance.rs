@@ -176,7 +176,7 @@ impl TenantDb {
             if max.saturating_sub(min) <= range / 2 * 3 || before > max.saturating_sub(window) {
                 break;
             }
-            report.blocks_cut += self.cut_before(before)?;
+            report.blocks_cut += self.cut_before(before, before)?;
         }
         report.blocks_compacted += self.compact()?;
         report.blocks_deleted += self.apply_retention()?;
@@ -188,24 +188,30 @@ impl TenantDb {
     pub fn flush(&self) -> Result<usize, TenantDbError> {
         let _serialized = self.maintenance.lock();
         let range = self.head.read().time_range();
+        let block_range = self.options.block_range_ms;
         match range {
-            Some((_, max)) => self.cut_before(max.saturating_add(1)),
+            Some((_, max)) => self.cut_before(
+                max.saturating_add(1),
+                range_end(max, block_range).saturating_sub(block_range),
+            ),
             None => Ok(0),
         }
     }
 
     /// Moves all head data before `before` (raised to the previous bound if
     /// lower) into level-1 blocks, one per block range, then truncates the
-    /// head and the WAL.
-    fn cut_before(&self, before: i64) -> Result<usize, TenantDbError> {
+    /// head and the WAL. Writes older than `write_bound` (at most `before`)
+    /// are refused as out of bounds from then on.
+    fn cut_before(&self, before: i64, write_bound: i64) -> Result<usize, TenantDbError> {
         let started = Instant::now();
         let before = {
             let mut state = self.wal.lock();
             let before = before.max(state.cut_before);
-            // From now on the write path refuses (or, backfilling, delays)
-            // samples below the new bound, so the head gains nothing below it
-            // while the blocks are written.
+            // While the blocks are written the write path refuses, or delays
+            // with a retryable error, every sample below `before`, so the
+            // head gains nothing the cut would then drop.
             state.cut_before = before;
+            state.min_valid = state.min_valid.max(write_bound.min(before));
             state.cutting = Some(before);
             before
         };
@@ -333,7 +339,7 @@ impl TenantDb {
         }
         // Adjacent blocks inside one window of a longer range, once the head
         // has moved past that window (nothing more will land in it).
-        let head_bound = self.wal.lock().cut_before;
+        let head_bound = self.wal.lock().min_valid;
         let base = self.options.block_range_ms;
         for factor in COMPACTION_FACTORS {
             let window = base.saturating_mul(factor);
@@ -695,6 +701,38 @@ mod tests {
         assert_eq!(names, vec!["a", "b"]);
         let early = db.label_sets(&[], 0, 1000).expect("series");
         assert_eq!(early.len(), 2);
+    }
+
+    #[test]
+    fn a_flush_leaves_the_range_of_its_newest_sample_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path(), options());
+        write_range(&db, 0, 25_000);
+        db.flush().expect("flush");
+        // The rest of the last scrape (24 s) arrives after the flush: its
+        // range [20 s, 30 s) is still open; older ranges are not.
+        let late = db
+            .write(
+                &[series("c", [(24_000, 3.0)]), series("d", [(19_000, 4.0)])],
+                &[],
+            )
+            .expect("write");
+        assert_eq!(late.response.samples_written, 1);
+        assert_eq!(late.response.rejected.len(), 1);
+        assert_eq!(late.response.rejected[0].index, 1);
+        assert!(
+            late.response.rejected[0]
+                .reason
+                .starts_with("out of bounds")
+        );
+        write_range(&db, 25_000, 31_000);
+        db.flush().expect("flush");
+        let names: Vec<String> = everything(&db).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["a", "b", "c"]);
+        drop(db);
+        let db = open(dir.path(), options());
+        assert_eq!(everything(&db)[2], ("c".to_owned(), vec![(24_000, 3.0)]));
+        assert_eq!(everything(&db)[0].1.len(), 31);
     }
 
     #[test]

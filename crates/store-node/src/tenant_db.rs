@@ -95,8 +95,14 @@ pub(crate) struct WalState {
     /// Newest sample timestamp in each segment (segments without samples:
     /// `i64::MIN`), to know which segments a cut made redundant.
     pub(crate) segment_max: BTreeMap<u64, i64>,
-    /// All data before this is in blocks: the head's lower bound.
+    /// All data before this that was written before the last cut is in
+    /// blocks (WAL replay skips it in older segments).
     pub(crate) cut_before: i64,
+    /// The head's lower bound for writes: older samples are "out of bounds".
+    /// Equal to `cut_before` after a regular cut; a flush leaves the range
+    /// of its newest sample open, so a scrape half-written when it ran still
+    /// lands (in a block of its own later, merged by compaction).
+    pub(crate) min_valid: i64,
     /// A cut at this bound is writing blocks (backfilled samples below it
     /// must wait).
     pub(crate) cutting: Option<i64>,
@@ -183,6 +189,7 @@ impl TenantDb {
                 wal,
                 segment_max,
                 cut_before,
+                min_valid: cut_before,
                 cutting: None,
             }),
             head: RwLock::new(head),
@@ -249,7 +256,7 @@ impl TenantDb {
             let head = self.head.read();
             let window = self.options.out_of_order_window_ms;
             let bounds = Bounds {
-                min_valid: state.cut_before,
+                min_valid: state.min_valid,
                 backfill: self.options.backfill,
                 out_of_order_from: if window > 0 && head.newest() > i64::MIN {
                     head.newest().saturating_sub(window)
