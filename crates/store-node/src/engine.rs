@@ -311,7 +311,9 @@ use crate::error_chain;
 /// an internal error; the WAL failing or a cut in progress is retryable.
 fn storage_error(error: &TenantDbError) -> ServiceError {
     let class = match error {
-        TenantDbError::Block { .. } | TenantDbError::Checkpoint { .. } => ErrorClass::Internal,
+        TenantDbError::Block { .. }
+        | TenantDbError::Checkpoint { .. }
+        | TenantDbError::Replay { .. } => ErrorClass::Internal,
         TenantDbError::Wal { .. } | TenantDbError::Busy { .. } => ErrorClass::Unavailable,
     };
     ServiceError::new(class, error_chain(error))
