@@ -22,13 +22,14 @@ const BOUNDS: [&str; 11] = [
     "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf",
 ];
 
-const QUERIES: [&str; 6] = [
+const QUERIES: [&str; 7] = [
     "sum by (job) (rate(bench_requests_total[5m]))",
     "histogram_quantile(0.99, sum by (le) (rate(bench_latency_seconds_bucket[5m])))",
     "topk(5, rate(bench_requests_total[5m]))",
     "rate(bench_requests_total[5m]) / on(instance) group_left sum by (instance) (rate(bench_latency_seconds_count[5m]))",
     "rate(bench_requests_total[5m]) / on(instance, job) group_left bench_latency_seconds_count",
     "count(bench_requests_total)",
+    "histogram_quantile(0.9, sum by (le, instance) (rate(bench_latency_seconds_bucket[5m])))",
 ];
 
 /// SplitMix64: deterministic data without a dependency.

@@ -464,7 +464,9 @@ fn histogram_quantile(
     }
     let mut warned_q = false;
     let mut out = Vec::with_capacity(groups.len());
+    // Reused from step to step: no allocation per step.
     let mut buckets: Vec<(f64, f64)> = Vec::new();
+    let mut merged: Vec<(f64, f64)> = Vec::new();
     for (key, members) in &groups {
         let mut points = Vec::new();
         // Per step values of each member.
@@ -492,7 +494,7 @@ fn histogram_quantile(
                     format_float(q)
                 ));
             }
-            let (v, forced) = bucket_quantile(q, &mut buckets);
+            let (v, forced) = bucket_quantile(q, &mut buckets, &mut merged);
             if forced {
                 ev.info(format!(
                     "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{}\"",
@@ -535,8 +537,12 @@ pub(crate) fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
 }
 
 /// Quantile of classic buckets `(upper bound, cumulative count)`; also
-/// whether monotonicity had to be forced.
-pub(crate) fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> (f64, bool) {
+/// whether monotonicity had to be forced. `merged` is scratch space.
+pub(crate) fn bucket_quantile(
+    q: f64,
+    buckets: &mut [(f64, f64)],
+    merged: &mut Vec<(f64, f64)>,
+) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }
@@ -551,7 +557,7 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> (f64, bool)
         return (f64::NAN, false);
     }
     // Coalesce equal bounds.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    merged.clear();
     for &(upper, count) in buckets.iter() {
         match merged.last_mut() {
             Some(last) if last.0 == upper => last.1 += count,
