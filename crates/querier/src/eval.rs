@@ -4,6 +4,11 @@
 //! steps (indices into the grid) at which it has a value. Range values
 //! ([`MatrixVal`]) keep raw samples plus, per step, the end of the window
 //! `(end - range, end]` the step reads (Prometheus 3: left-open).
+//!
+//! Hot paths stay series-major: range functions slide two cursors over a
+//! series' samples, aggregations fold whole series into per-group step
+//! vectors (or take a range function's results as they are computed), and
+//! vector matching merges the sorted points of matched series.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -460,7 +465,6 @@ pub(crate) fn set_label(labels: &mut Vec<Label>, name: &str, value: &str) {
     }
 }
 
-/// Transposes series-major points into, per step, `(series index, value)`.
 /// The labels `on(...)`/`by(...)` keep, or all but those `ignoring(...)`/
 /// `without(...)` name (and the metric name); no modifier keeps all but the
 /// metric name (vector matching's default).
@@ -478,6 +482,9 @@ pub(crate) fn matched_labels<'a>(
     })
 }
 
+/// Transposes series-major points into, per step, `(series index, value)`.
+/// Only for the rare step-by-step paths (`count_values`, set operators, the
+/// general vector matching): evaluation otherwise stays series-major.
 pub(crate) fn by_step(series: &[VSeries], n: usize) -> Vec<Vec<(usize, f64)>> {
     let mut steps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
     for (si, s) in series.iter().enumerate() {
