@@ -16,6 +16,7 @@ use crate::block::{
 use crate::chunk::{SAMPLES_PER_CHUNK, XorAppender};
 use crate::hash::{FastBuild, labels_hash};
 use crate::index::LabelIndex;
+use crate::packed_labels::PackedLabels;
 
 /// Why a sample was refused by the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +60,7 @@ struct ClosedChunk {
 /// One series in the head.
 #[derive(Debug)]
 pub(crate) struct MemSeries {
-    labels: Vec<Label>,
+    labels: PackedLabels,
     closed: Vec<ClosedChunk>,
     open: XorAppender,
     histograms: Vec<Histogram>,
@@ -74,9 +75,9 @@ pub(crate) struct MemSeries {
 }
 
 impl MemSeries {
-    fn new(labels: Vec<Label>) -> Self {
+    fn new(labels: &[Label]) -> Self {
         MemSeries {
-            labels,
+            labels: PackedLabels::pack(labels),
             closed: Vec::new(),
             open: XorAppender::new(),
             histograms: Vec::new(),
@@ -291,7 +292,7 @@ impl MemSeries {
             .cloned()
             .collect();
         SelectedSeries {
-            labels: self.labels.clone(),
+            labels: self.labels.unpack(),
             chunks,
             histograms,
         }
@@ -478,7 +479,7 @@ impl Head {
         let others = self.collisions.get(&hash).into_iter().flatten().copied();
         std::iter::once(first)
             .chain(others)
-            .find(|id| self.series(*id).is_some_and(|s| s.labels == labels))
+            .find(|id| self.series(*id).is_some_and(|s| s.labels.matches(labels)))
     }
 
     /// The id the next created series will get.
@@ -522,7 +523,7 @@ impl Head {
             }
         }
         self.skip_ids_below(id.saturating_add(1));
-        self.series[id as usize] = Some(MemSeries::new(labels));
+        self.series[id as usize] = Some(MemSeries::new(&labels));
         self.live += 1;
         Ok(())
     }
@@ -533,8 +534,9 @@ impl Head {
             return;
         };
         self.live -= 1;
-        self.index.remove(id, &series.labels);
-        let hash = labels_hash(&series.labels);
+        let labels = series.labels.unpack();
+        self.index.remove(id, &labels);
+        let hash = labels_hash(&labels);
         let others = self.collisions.get_mut(&hash);
         if self.ids.get(&hash) == Some(&id) {
             match others.and_then(Vec::pop) {
@@ -574,7 +576,7 @@ impl Head {
             .live_series()
             .filter(|(_, s)| s.has_data() && s.min_time < before)
             .map(|(_, s)| BlockSeries {
-                labels: s.labels.clone(),
+                labels: s.labels.unpack(),
                 chunks: s.chunks_before(before, self.chunk_range),
             })
             .filter(|s| !s.chunks.is_empty())
@@ -607,7 +609,7 @@ impl Head {
     /// Every live series' id and labels (for a WAL checkpoint).
     pub fn series_entries(&self) -> Vec<(u32, Vec<Label>)> {
         self.live_series()
-            .map(|(id, s)| (id, s.labels.clone()))
+            .map(|(id, s)| (id, s.labels.unpack()))
             .collect()
     }
 
@@ -698,7 +700,7 @@ impl Head {
         let mut out: Vec<Vec<Label>> = ids
             .iter()
             .filter_map(|id| self.series(id))
-            .map(|s| s.labels.clone())
+            .map(|s| s.labels.unpack())
             .collect();
         out.sort_by(|a, b| strata_common::labels::compare(a, b));
         out

@@ -14,6 +14,7 @@ pub mod index;
 pub mod maintenance;
 pub mod merge;
 pub mod metrics;
+pub mod packed_labels;
 pub mod tenant_db;
 pub mod wal;
 pub mod wal_codec;

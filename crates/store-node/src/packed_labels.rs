@@ -1,0 +1,126 @@
+//! A series' label set in one allocation: `uvarint(len) name uvarint(len)
+//! value` per label, in the series' (sorted) order. The head keeps one per
+//! series instead of a `Vec<Label>` of separately allocated strings, which
+//! took most of a series' memory; the read paths unpack on demand.
+
+use strata_proto::prometheus::Label;
+
+/// Labels packed into one boxed byte slice. Built only from `Label`s, whose
+/// names and values are valid UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedLabels(Box<[u8]>);
+
+impl PackedLabels {
+    pub fn pack(labels: &[Label]) -> Self {
+        let len: usize = labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(len);
+        for label in labels {
+            put(&mut out, label.name.as_bytes());
+            put(&mut out, label.value.as_bytes());
+        }
+        PackedLabels(out.into_boxed_slice())
+    }
+
+    /// The (name, value) byte pairs, in order.
+    fn pairs(&self) -> Pairs<'_> {
+        Pairs { rest: &self.0 }
+    }
+
+    /// Whether these are exactly `labels`, compared without allocating.
+    pub fn matches(&self, labels: &[Label]) -> bool {
+        let mut pairs = self.pairs();
+        for label in labels {
+            match pairs.next() {
+                Some((name, value))
+                    if name == label.name.as_bytes() && value == label.value.as_bytes() => {}
+                _ => return false,
+            }
+        }
+        pairs.next().is_none()
+    }
+
+    pub fn unpack(&self) -> Vec<Label> {
+        self.pairs()
+            .map(|(name, value)| Label {
+                name: String::from_utf8_lossy(name).into_owned(),
+                value: String::from_utf8_lossy(value).into_owned(),
+            })
+            .collect()
+    }
+}
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut len = bytes.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(bytes);
+}
+
+struct Pairs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Pairs<'a> {
+    fn take(&mut self) -> Option<&'a [u8]> {
+        let mut len = 0usize;
+        let mut shift = 0;
+        loop {
+            let (&byte, rest) = self.rest.split_first()?;
+            self.rest = rest;
+            len |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                break;
+            }
+            shift += 7;
+            if shift > 35 {
+                return None;
+            }
+        }
+        let (bytes, rest) = self.rest.split_at_checked(len)?;
+        self.rest = rest;
+        Some(bytes)
+    }
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some((self.take()?, self.take()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_common::labels::label;
+
+    #[test]
+    fn round_trips_and_compares_exactly() {
+        let long = "v".repeat(300);
+        let labels = vec![
+            label("__name__", "up"),
+            label("empty", ""),
+            label("long", &long),
+            label("utf8", "héllo ✓"),
+        ];
+        let packed = PackedLabels::pack(&labels);
+        assert_eq!(packed.unpack(), labels);
+        assert!(packed.matches(&labels));
+        assert!(!packed.matches(&labels[..3]));
+        let mut other = labels.clone();
+        other[2].value.push('x');
+        assert!(!packed.matches(&other));
+        let mut more = labels.clone();
+        more.push(label("z", "1"));
+        assert!(!packed.matches(&more));
+        assert!(PackedLabels::pack(&[]).matches(&[]));
+        assert!(PackedLabels::pack(&[]).unpack().is_empty());
+    }
+}
