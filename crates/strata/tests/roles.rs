@@ -69,6 +69,31 @@ fn frontend_and_store_as_separate_processes() {
     let (status, body) = push(&frontend.base(), Some("team-a"), &older);
     assert_eq!(status, 400);
     assert!(body.contains("out of order sample"), "{body}");
+
+    // The admin flush crosses gRPC too: the store cuts team-a's head into a
+    // block on its own disk, and the series is still there.
+    let mut flushed = crate::support::agent()
+        .post(&frontend.url("/api/v1/admin/flush"))
+        .header("X-Scope-OrgID", "team-a")
+        .send(&[][..])
+        .expect("flush");
+    assert_eq!(flushed.status().as_u16(), 200);
+    let answer: serde_json::Value =
+        serde_json::from_str(&flushed.body_mut().read_to_string().expect("body")).expect("json");
+    assert_eq!(answer["data"]["blocks"], 1, "{answer}");
+    let blocks = std::fs::read_dir(dir.path().join("store/tenants/team-a/blocks"))
+        .expect("the store's blocks directory")
+        .count();
+    assert_eq!(blocks, 1);
+    let (status, json) = get_json(
+        &frontend.url("/api/v1/series?match[]=roles_metric"),
+        Some("team-a"),
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"__name__": "roles_metric", "job": "split"}])
+    );
 }
 
 #[test]
