@@ -174,6 +174,12 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     out
 }
 
+/// The number of samples a compact chunk's header declares, without
+/// decoding them.
+pub fn sample_count(bytes: &[u8]) -> Result<usize, DecodeError> {
+    decode::read_header(&mut bits::Cursor::new(bytes)).map(|(_, _, count)| count)
+}
+
 /// Decodes every sample of a compact chunk.
 pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
     let mut out = Vec::new();

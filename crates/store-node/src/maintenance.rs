@@ -820,6 +820,59 @@ mod tests {
     }
 
     #[test]
+    fn size_retention_deletes_the_oldest_blocks_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path(), options());
+        write_range(&db, 0, 30_000);
+        db.flush().expect("flush");
+        let sizes: Vec<u64> = db.blocks().iter().map(|b| b.sizes().total()).collect();
+        assert_eq!(sizes.len(), 3);
+        drop(db);
+        // Room for the two newest blocks only.
+        let options = TenantOptions {
+            retention_bytes: sizes[1] + sizes[2],
+            ..options()
+        };
+        let db = open(dir.path(), options);
+        let report = db.maintain().expect("maintain");
+        assert_eq!(report.blocks_deleted, 1);
+        assert_eq!(
+            everything(&db)[0].1[0].0,
+            10_000,
+            "the oldest range is gone"
+        );
+    }
+
+    #[test]
+    fn writes_below_a_running_cut_get_a_retryable_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = TenantOptions {
+            backfill: true,
+            ..options()
+        };
+        let db = open(dir.path(), options);
+        write_range(&db, 0, 5_000);
+        db.wal.lock().cutting = Some(3_000);
+        let busy = db.write(&[series("late", [(2_000, 1.0)])], &[]);
+        assert!(
+            matches!(
+                busy,
+                Err(TenantDbError::Busy {
+                    before_ms: 3_000,
+                    ..
+                })
+            ),
+            "{busy:?}"
+        );
+        // Newer samples are not held up, and the refused one goes in later.
+        db.write(&[series("a", [(6_000, 1.0)])], &[])
+            .expect("newer");
+        db.wal.lock().cutting = None;
+        db.write(&[series("late", [(2_000, 1.0)])], &[])
+            .expect("after the cut");
+    }
+
+    #[test]
     fn a_damaged_block_is_moved_aside_and_the_rest_is_served() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open(dir.path(), options());

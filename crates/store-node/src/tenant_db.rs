@@ -291,8 +291,8 @@ impl TenantDb {
             };
             plan_write(&head, timeseries, metadata, bounds)
         };
-        if let (Some(before), Some(oldest)) = (state.cutting, plan.oldest_sample())
-            && oldest < before
+        if let Some(before) = state.cutting
+            && plan.oldest_sample().is_some_and(|oldest| oldest < before)
         {
             return Err(TenantDbError::Busy {
                 tenant: self.tenant.clone(),

@@ -11,7 +11,7 @@ use strata_common::labels::label;
 use strata_proto::prometheus::{Sample, TimeSeries, WriteRequest};
 
 use crate::crash::read_all;
-use crate::support::{Strata, agent, encode, get_json, post_form, push, seconds};
+use crate::support::{Strata, encode, get_json, post_form, push, seconds};
 
 /// 2026-01-01T00:00:00Z, a multiple of every block range used here.
 const START: i64 = 1_767_225_600_000;
@@ -97,14 +97,7 @@ fn load(strata: &Strata, from: i64, to: i64) {
 }
 
 fn flush(strata: &Strata) -> u64 {
-    let mut response = agent()
-        .post(&strata.url("/api/v1/admin/flush"))
-        .send(&[][..])
-        .expect("flush");
-    assert_eq!(response.status().as_u16(), 200);
-    let body: Value =
-        serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("json");
-    body["data"]["blocks"].as_u64().expect("block count")
+    crate::support::flush(&strata.base(), None)
 }
 
 const QUERIES: &[&str] = &[

@@ -402,18 +402,6 @@ fn write_requests(series: &[Generated]) -> Vec<WriteRequest> {
     requests
 }
 
-/// Cuts the tenant's head into blocks; returns how many were written.
-fn flush(strata: &Strata) -> u64 {
-    let mut response = crate::support::agent()
-        .post(&strata.url("/api/v1/admin/flush"))
-        .header("X-Scope-OrgID", TENANT)
-        .send(&[][..])
-        .expect("flush");
-    let text = response.body_mut().read_to_string().expect("flush body");
-    let body: Value = serde_json::from_str(&text).expect("flush answer");
-    body["data"]["blocks"].as_u64().unwrap_or(0)
-}
-
 /// Posts a snappy-compressed remote-write body to `url`.
 fn remote_write(url: &str, tenant: Option<&str>, request: &WriteRequest) -> (u16, String) {
     let mut call = crate::support::agent()
@@ -1045,7 +1033,7 @@ fn differential_promql_matches_prometheus() {
     let samples: usize = series.iter().map(|s| s.samples.len()).sum();
     for (i, request) in requests.iter().enumerate() {
         if i == requests.len() * 2 / 3 {
-            let blocks = flush(&strata);
+            let blocks = crate::support::flush(&strata.base(), Some(TENANT));
             assert!(blocks >= 2, "the flush wrote {blocks} blocks");
         }
         let (status, body) = remote_write(&strata.url("/api/v1/push"), Some(TENANT), request);

@@ -20,6 +20,19 @@ fn request() -> WriteRequest {
     }
 }
 
+/// The frontend lists team-a's one series.
+fn assert_series_listed(frontend: &Strata) {
+    let (status, json) = get_json(
+        &frontend.url("/api/v1/series?match[]=roles_metric"),
+        Some("team-a"),
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"__name__": "roles_metric", "job": "split"}])
+    );
+}
+
 #[test]
 fn frontend_and_store_as_separate_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -43,15 +56,7 @@ fn frontend_and_store_as_separate_processes() {
         frontend.log()
     );
 
-    let (status, json) = get_json(
-        &frontend.url("/api/v1/series?match[]=roles_metric"),
-        Some("team-a"),
-    );
-    assert_eq!(status, 200, "{json}");
-    assert_eq!(
-        json["data"],
-        serde_json::json!([{"__name__": "roles_metric", "job": "split"}])
-    );
+    assert_series_listed(&frontend);
     // The store node itself serves no Prometheus API, only health and metrics.
     let (status, _) = get_json(
         &store.url("/api/v1/series?match[]=roles_metric"),
@@ -72,28 +77,12 @@ fn frontend_and_store_as_separate_processes() {
 
     // The admin flush crosses gRPC too: the store cuts team-a's head into a
     // block on its own disk, and the series is still there.
-    let mut flushed = crate::support::agent()
-        .post(&frontend.url("/api/v1/admin/flush"))
-        .header("X-Scope-OrgID", "team-a")
-        .send(&[][..])
-        .expect("flush");
-    assert_eq!(flushed.status().as_u16(), 200);
-    let answer: serde_json::Value =
-        serde_json::from_str(&flushed.body_mut().read_to_string().expect("body")).expect("json");
-    assert_eq!(answer["data"]["blocks"], 1, "{answer}");
+    assert_eq!(crate::support::flush(&frontend.base(), Some("team-a")), 1);
     let blocks = std::fs::read_dir(dir.path().join("store/tenants/team-a/blocks"))
         .expect("the store's blocks directory")
         .count();
     assert_eq!(blocks, 1);
-    let (status, json) = get_json(
-        &frontend.url("/api/v1/series?match[]=roles_metric"),
-        Some("team-a"),
-    );
-    assert_eq!(status, 200, "{json}");
-    assert_eq!(
-        json["data"],
-        serde_json::json!([{"__name__": "roles_metric", "job": "split"}])
-    );
+    assert_series_listed(&frontend);
 }
 
 #[test]

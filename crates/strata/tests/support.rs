@@ -174,6 +174,21 @@ pub fn push_raw(base: &str, tenant: Option<&str>, body: Vec<u8>) -> (u16, String
     (status, text)
 }
 
+/// `POST /api/v1/admin/flush` (for one tenant, or all without one); returns
+/// the number of blocks written.
+pub fn flush(base: &str, tenant: Option<&str>) -> u64 {
+    let mut call = agent().post(&format!("{base}/api/v1/admin/flush"));
+    if let Some(tenant) = tenant {
+        call = call.header("X-Scope-OrgID", tenant);
+    }
+    let mut response = call.send(&[][..]).expect("flush request");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(status, 200, "flush failed: {text}");
+    let body: serde_json::Value = serde_json::from_str(&text).expect("flush answer");
+    body["data"]["blocks"].as_u64().expect("block count")
+}
+
 /// GETs a URL (with an optional tenant) and parses the JSON body.
 pub fn get_json(url: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
     let mut call = agent().get(url);

@@ -8,12 +8,8 @@ use super::{
     truncated, varint_error,
 };
 
-pub(super) fn decode_appending(
-    bytes: &[u8],
-    out: &mut Vec<(i64, f64)>,
-    start: usize,
-) -> Result<(), DecodeError> {
-    let mut cursor = Cursor::new(bytes);
+/// The tag's (time layout, value layout) and the sample count.
+pub(super) fn read_header(cursor: &mut Cursor<'_>) -> Result<(u8, u8, usize), DecodeError> {
     let tag = cursor.u8().ok_or(DecodeError::Empty)?;
     let (time_layout, value_layout) = (tag >> 4, tag & 0x0f);
     if time_layout > TIME_PATCHED || value_layout > VALUE_BITS {
@@ -24,6 +20,16 @@ pub(super) fn decode_appending(
         .ok()
         .filter(|&n| n <= MAX_SAMPLES)
         .ok_or_else(|| corrupt("sample count above 65535"))?;
+    Ok((time_layout, value_layout, count))
+}
+
+pub(super) fn decode_appending(
+    bytes: &[u8],
+    out: &mut Vec<(i64, f64)>,
+    start: usize,
+) -> Result<(), DecodeError> {
+    let mut cursor = Cursor::new(bytes);
+    let (time_layout, value_layout, count) = read_header(&mut cursor)?;
     if count > 0 {
         let t0 = cursor.varint().map_err(varint_error("timestamps"))?;
         out.resize(start + count, (t0, 0.0));

@@ -474,3 +474,13 @@ proptest! {
         let _ = decode(&bytes[..cut.index(bytes.len() + 1)]);
     }
 }
+
+#[test]
+fn sample_count_reads_the_header_only() {
+    let samples: Vec<(i64, f64)> = (0..300).map(|i| (i * 15_000, i as f64 * 0.5)).collect();
+    let bytes = encode(&samples);
+    assert_eq!(sample_count(&bytes), Ok(300));
+    // Damage after the header does not matter to the count; an empty chunk is an error.
+    assert_eq!(sample_count(&bytes[..4]), Ok(300));
+    assert!(sample_count(&[]).is_err());
+}

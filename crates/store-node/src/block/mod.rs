@@ -158,7 +158,7 @@ pub fn chunk_samples(encoding: u8, data: &[u8]) -> u32 {
         (ENCODING_XOR, [high, low, ..]) => u32::from(u16::from_be_bytes([*high, *low])),
         (ENCODING_HISTOGRAMS, _) => decode_histograms(data).map_or(0, |h| h.len() as u32),
         (ENCODING_COMPACT, _) => {
-            strata_common::compact_chunk::decode(data).map_or(0, |s| s.len() as u32)
+            strata_common::compact_chunk::sample_count(data).map_or(0, |n| n as u32)
         }
         _ => 0,
     }

@@ -126,6 +126,16 @@ fn postings_follow_prometheus_matcher_semantics() {
     assert_eq!(ids(&[m(MatchOp::RegexNoMatch, "__name__", "a")]), vec![2]);
     assert_eq!(ids(&[m(MatchOp::Equal, "missing", "")]), vec![0, 1, 2]);
     assert!(ids(&[m(MatchOp::Equal, "missing", "x")]).is_empty());
+    // Decoded series entries are cached too: a repeated select hits.
+    let (hits_before, _) = cache.counts();
+    block.select(&[], 0, 60_000, &cache).expect("select");
+    let (hits_mid, _) = cache.counts();
+    block.select(&[], 0, 60_000, &cache).expect("select");
+    assert!(
+        cache.counts().0 >= hits_mid + 3,
+        "{hits_before} {hits_mid} {:?}",
+        cache.counts()
+    );
     // The second lookup of a matcher is a cache hit.
     let (hits_before, _) = cache.counts();
     ids(&[m(MatchOp::Equal, "job", "api")]);
