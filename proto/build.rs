@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "strata/wal.proto",
         "strata/ingest.proto",
         "strata/query.proto",
+        "strata/meta.proto",
     ];
     println!("cargo:rerun-if-changed=schemas");
     let descriptors = protox::compile(files, includes)?;

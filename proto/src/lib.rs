@@ -6,6 +6,7 @@
 //! - [`ingest`]: a lenient decoding of remote write 1.0 (labels as bytes).
 //! - [`query`]: the querier's PromQL service.
 //! - [`wal`]: the store node's write-ahead-log records.
+//! - [`meta`]: the Raft-replicated cluster metadata service.
 
 #![allow(missing_debug_implementations, clippy::all)]
 
@@ -35,9 +36,15 @@ pub mod strata {
             tonic::include_proto!("strata.wal.v1");
         }
     }
+    pub mod meta {
+        pub mod v1 {
+            tonic::include_proto!("strata.meta.v1");
+        }
+    }
 }
 
 pub use strata::ingest::v1 as ingest;
+pub use strata::meta::v1 as meta;
 pub use strata::query::v1 as query;
 pub use strata::store::v1 as store;
 pub use strata::wal::v1 as wal;
