@@ -1,0 +1,61 @@
+//! A store node's side of membership: register with the meta service, then
+//! heartbeat; register again whenever meta forgot the node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_common::error::ErrorClass;
+use tokio::sync::watch;
+
+use crate::MetaClient;
+
+/// Who this store node is.
+#[derive(Debug, Clone)]
+pub struct StoreIdentity {
+    pub id: String,
+    /// gRPC URL the other roles use to reach this node.
+    pub address: String,
+    pub zone: String,
+}
+
+/// Registers `identity` and heartbeats every `interval` until `stopped`.
+/// Failures are logged and retried: a store keeps serving while meta is down.
+pub async fn run_membership(
+    meta: Arc<MetaClient>,
+    identity: StoreIdentity,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut registered = false;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        if !registered {
+            match meta
+                .register_store(&identity.id, &identity.address, &identity.zone)
+                .await
+            {
+                Ok(state) => {
+                    registered = true;
+                    tracing::info!(store = %identity.id, address = %identity.address, epochs = state.epochs.len(), "registered with the meta service");
+                }
+                Err(error) => {
+                    tracing::warn!(store = %identity.id, %error, "cannot register with the meta service, retrying");
+                }
+            }
+            continue;
+        }
+        match meta.heartbeat(&identity.id).await {
+            Ok(()) => {}
+            Err(error) if error.class == ErrorClass::NotFound => {
+                tracing::warn!(store = %identity.id, "meta does not know this store, registering again");
+                registered = false;
+            }
+            Err(error) => tracing::warn!(store = %identity.id, %error, "heartbeat failed"),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Keeps a recent [`Placement`] in memory: polls the meta service every
+//! refresh period, and on demand when a request finds its view too old.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use strata_common::ServiceError;
+use tokio::sync::watch;
+
+use crate::MetaClient;
+use crate::placement::Placement;
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The latest placement view of one process.
+#[derive(Debug)]
+pub struct PlacementWatcher {
+    meta: Arc<MetaClient>,
+    current: RwLock<Option<Arc<Placement>>>,
+    /// Serializes on-demand refreshes so a burst of requests asks meta once.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl PlacementWatcher {
+    pub fn new(meta: Arc<MetaClient>) -> Arc<Self> {
+        Arc::new(PlacementWatcher {
+            meta,
+            current: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The meta client this watcher polls.
+    pub fn meta(&self) -> &Arc<MetaClient> {
+        &self.meta
+    }
+
+    /// The view last fetched, if any.
+    pub fn current(&self) -> Option<Arc<Placement>> {
+        self.current.read().clone()
+    }
+
+    /// Fetches a fresh view now.
+    pub async fn refresh(&self) -> Result<Arc<Placement>, ServiceError> {
+        let asked_at = Instant::now();
+        let _one_at_a_time = self.refreshing.lock().await;
+        if let Some(current) = self.current()
+            && current.fetched_at >= asked_at
+        {
+            // Another request refreshed while this one waited.
+            return Ok(current);
+        }
+        let fetched_at = Instant::now();
+        let fetched_at_ms = now_ms();
+        let state = self.meta.state().await?;
+        let placement = Arc::new(Placement::new(&state, fetched_at, fetched_at_ms));
+        *self.current.write() = Some(placement.clone());
+        Ok(placement)
+    }
+
+    /// A view fresh enough to route samples up to `newest_ms`: the current
+    /// one, or a refreshed one when the current cannot route that far.
+    pub async fn view_for(&self, newest_ms: i64) -> Result<Arc<Placement>, ServiceError> {
+        if let Some(current) = self.current()
+            && current.routable_until_ms() >= newest_ms
+            && !current.epochs.is_empty()
+        {
+            return Ok(current);
+        }
+        self.refresh().await
+    }
+
+    /// A view for reads: the current one, or a first fetch.
+    pub async fn view(&self) -> Result<Arc<Placement>, ServiceError> {
+        match self.current() {
+            Some(current) => Ok(current),
+            None => self.refresh().await,
+        }
+    }
+
+    /// Polls meta every `period` until `stopped`.
+    pub async fn run(self: Arc<Self>, period: Duration, mut stopped: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+            if let Err(error) = self.refresh().await {
+                tracing::warn!(%error, "cannot refresh the placement from meta");
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The distributor's write: every series goes to the replicas of its shard
+//! in the epoch of each sample's timestamp; the request succeeds once every
+//! (epoch, shard) it touched has a quorum of acknowledgements. Replicas
+//! still writing when that happens finish in the background.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use strata_common::ServiceError;
+use strata_common::error::ErrorClass;
+use strata_proto::prometheus::TimeSeries;
+use strata_proto::store::{RejectedSeries, WriteRequest, WriteResponse};
+
+use crate::ClusterStore;
+use crate::placement::{Placement, series_hash, shard_of};
+
+/// (epoch id, shard): the unit that needs a quorum.
+type GroupKey = (u64, u32);
+
+/// The replicas of one (epoch, shard) and what they answered so far.
+#[derive(Debug)]
+struct Group {
+    replicas: Vec<String>,
+    quorum: usize,
+    acks: usize,
+    failures: Vec<String>,
+}
+
+impl Group {
+    fn decided(&self) -> bool {
+        self.acks >= self.quorum || self.replicas.len() - self.failures.len() < self.quorum
+    }
+}
+
+/// What one store node is sent: its series, and where each came from.
+#[derive(Debug, Default)]
+struct NodeBatch {
+    series: Vec<TimeSeries>,
+    /// Index in the client's request of each entry of `series`.
+    origin: Vec<u32>,
+    groups: Vec<GroupKey>,
+}
+
+pub(crate) async fn write(
+    store: &ClusterStore,
+    request: WriteRequest,
+) -> Result<WriteResponse, ServiceError> {
+    let newest = newest_timestamp(&request.timeseries);
+    let placement = store.watcher.view_for(newest.unwrap_or(i64::MIN)).await?;
+    if placement.epochs.is_empty() {
+        return Err(ServiceError::new(
+            ErrorClass::Unavailable,
+            format!(
+                "the cluster has no placement yet: {} of {} store nodes registered",
+                placement.registered, placement.min_stores
+            ),
+        ));
+    }
+    if let Some(newest) = newest
+        && newest > placement.routable_until_ms()
+    {
+        return Err(ServiceError::new(
+            ErrorClass::Unavailable,
+            "the placement from the meta service is too old to route these samples; is meta reachable?",
+        ));
+    }
+
+    // (floats, histograms) per series, to count what was written.
+    let counts: Vec<(u64, u64)> = request
+        .timeseries
+        .iter()
+        .map(|s| (s.samples.len() as u64, s.histograms.len() as u64))
+        .collect();
+    let (mut groups, batches) = route(&placement, &request)?;
+    store.ensure_tenant(&request.tenant);
+    let tenant = request.tenant.clone();
+    let metadata = request.metadata;
+
+    let mut pending = FuturesUnordered::new();
+    let batch_count = batches.len();
+    for (node, batch) in batches {
+        let address = placement.address(&node).unwrap_or_default().to_owned();
+        let healthy = placement.is_healthy(&node);
+        let client = store.client(&address);
+        let write = WriteRequest {
+            tenant: tenant.clone(),
+            timeseries: batch.series,
+            // Every node of a request gets its metadata (see `route`).
+            metadata: metadata.clone(),
+        };
+        let timeout = store.options.write_timeout;
+        let task = tokio::spawn(async move {
+            if !healthy {
+                return Err(ServiceError::new(
+                    ErrorClass::Unavailable,
+                    "unhealthy (missed heartbeats)",
+                ));
+            }
+            let client = client?;
+            match tokio::time::timeout(timeout, strata_common::StoreApi::write(&client, write))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(ServiceError::new(
+                    ErrorClass::Timeout,
+                    format!("no answer within {timeout:?}"),
+                )),
+            }
+        });
+        pending.push(async move { (node, batch.origin, batch.groups, task.await) });
+    }
+
+    let mut rejected: BTreeMap<u32, RejectedSeries> = BTreeMap::new();
+    let mut refusal: Option<ServiceError> = None;
+    let mut answered = 0usize;
+    while let Some((node, origin, node_groups, joined)) = pending.next().await {
+        answered += 1;
+        let result = joined.unwrap_or_else(|e| Err(ServiceError::internal(e.to_string())));
+        store.metrics.call("write", result.is_ok());
+        match result {
+            Ok(response) => {
+                for r in response.rejected {
+                    let Some(&index) = origin.get(r.index as usize) else {
+                        continue;
+                    };
+                    let entry = rejected.entry(index).or_insert_with(|| RejectedSeries {
+                        index,
+                        reason: r.reason.clone(),
+                        rejected_samples: 0,
+                    });
+                    entry.rejected_samples = entry.rejected_samples.max(r.rejected_samples);
+                }
+                for key in node_groups {
+                    if let Some(group) = groups.get_mut(&key) {
+                        group.acks += 1;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(store = %node, %error, "replica write failed");
+                if matches!(
+                    error.class,
+                    ErrorClass::BadData | ErrorClass::TooLarge | ErrorClass::Unprocessable
+                ) {
+                    refusal.get_or_insert(error.clone());
+                }
+                for key in node_groups {
+                    if let Some(group) = groups.get_mut(&key) {
+                        group.failures.push(format!("{node}: {}", error.message));
+                    }
+                }
+            }
+        }
+        if answered < batch_count && groups.values().all(Group::decided) {
+            // Quorum (or its impossibility) is known everywhere; the
+            // remaining replicas finish on their own.
+            break;
+        }
+    }
+
+    if let Some(((epoch, shard), group)) = groups.iter().find(|(_, g)| g.acks < g.quorum) {
+        store.metrics.quorum_failures.inc();
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
+        return Err(ServiceError::new(
+            ErrorClass::Unavailable,
+            format!(
+                "write quorum not reached for shard {shard} of tenant {tenant} in placement epoch {epoch}: {} of {} acknowledgements needed ({})",
+                group.acks,
+                group.quorum,
+                group.failures.join("; ")
+            ),
+        ));
+    }
+    let rejected: Vec<RejectedSeries> = rejected.into_values().collect();
+    let (mut floats, mut histograms): (u64, u64) = counts
+        .iter()
+        .fold((0, 0), |(f, h), (sf, sh)| (f + sf, h + sh));
+    for r in &rejected {
+        // A replica counts a series' refused floats and histograms together.
+        let (series_floats, series_histograms) = counts[r.index as usize];
+        let refused_floats = r.rejected_samples.min(series_floats);
+        floats -= refused_floats;
+        histograms -= (r.rejected_samples - refused_floats).min(series_histograms);
+    }
+    Ok(WriteResponse {
+        samples_written: floats,
+        histograms_written: histograms,
+        rejected,
+    })
+}
+
+fn newest_timestamp(series: &[TimeSeries]) -> Option<i64> {
+    series
+        .iter()
+        .flat_map(|s| {
+            s.samples
+                .iter()
+                .map(|x| x.timestamp)
+                .chain(s.histograms.iter().map(|h| h.timestamp))
+        })
+        .max()
+}
+
+/// The quorum groups of a request, and one batch per store node.
+type Routed = (HashMap<GroupKey, Group>, HashMap<String, NodeBatch>);
+
+/// Splits the request into one batch per store node, and the groups whose
+/// quorum decides the outcome.
+fn route(placement: &Placement, request: &WriteRequest) -> Result<Routed, ServiceError> {
+    let tenant = request.tenant.as_str();
+    let mut groups: HashMap<GroupKey, Group> = HashMap::new();
+    let mut batches: HashMap<String, NodeBatch> = HashMap::new();
+    for (index, series) in request.timeseries.iter().enumerate() {
+        let hash = series_hash(&series.labels);
+        for (epoch_index, part) in split_by_epoch(placement, series) {
+            let epoch = &placement.epochs[epoch_index];
+            let shard = shard_of(hash, epoch.shards(tenant));
+            let key = (epoch.id, shard);
+            let group = groups.entry(key).or_insert_with(|| {
+                let replicas = placement.replicas(epoch, tenant, shard);
+                Group {
+                    quorum: replicas.len() / 2 + 1,
+                    replicas,
+                    acks: 0,
+                    failures: Vec::new(),
+                }
+            });
+            for node in &group.replicas {
+                let batch = batches.entry(node.clone()).or_default();
+                batch.series.push(part.clone());
+                batch.origin.push(index as u32);
+                if !batch.groups.contains(&key) {
+                    batch.groups.push(key);
+                }
+            }
+        }
+    }
+    if !request.metadata.is_empty() {
+        // Metadata (often sent alone) goes to every store of the newest
+        // epoch, where the metadata read finds it.
+        let newest = &placement.epochs[placement.epochs.len() - 1];
+        let key = (u64::MAX, 0);
+        groups.insert(
+            key,
+            Group {
+                replicas: newest.stores.clone(),
+                quorum: newest.write_quorum(),
+                acks: 0,
+                failures: Vec::new(),
+            },
+        );
+        for node in &newest.stores {
+            let batch = batches.entry(node.clone()).or_default();
+            batch.groups.push(key);
+        }
+    }
+    if groups.values().any(|g| g.replicas.is_empty()) {
+        return Err(ServiceError::new(
+            ErrorClass::Unavailable,
+            "a placement epoch has no store nodes",
+        ));
+    }
+    Ok((groups, batches))
+}
+
+/// The series cut into the parts that fall into each epoch; one part (the
+/// series itself) in the usual case of a single epoch.
+fn split_by_epoch(placement: &Placement, series: &TimeSeries) -> Vec<(usize, TimeSeries)> {
+    let epoch_of = |t: i64| {
+        placement
+            .epochs
+            .partition_point(|e| e.start_ms <= t)
+            .saturating_sub(1)
+    };
+    let times = series
+        .samples
+        .iter()
+        .map(|s| s.timestamp)
+        .chain(series.histograms.iter().map(|h| h.timestamp));
+    let mut epochs: Vec<usize> = times.map(epoch_of).collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    match epochs.as_slice() {
+        [] => vec![(placement.epochs.len() - 1, series.clone())],
+        [only] => vec![(*only, series.clone())],
+        _ => epochs
+            .into_iter()
+            .map(|e| {
+                let part = TimeSeries {
+                    labels: series.labels.clone(),
+                    samples: series
+                        .samples
+                        .iter()
+                        .filter(|s| epoch_of(s.timestamp) == e)
+                        .cloned()
+                        .collect(),
+                    histograms: series
+                        .histograms
+                        .iter()
+                        .filter(|h| epoch_of(h.timestamp) == e)
+                        .cloned()
+                        .collect(),
+                    exemplars: Vec::new(),
+                };
+                (e, part)
+            })
+            .collect(),
+    }
+}
