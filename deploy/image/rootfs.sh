@@ -6,6 +6,9 @@
 #
 #   deploy/image/rootfs.sh BIN_DIR OUT
 #
+# OUT/rootfs is the filesystem; OUT/data is the empty /data, kept apart so
+# that the Dockerfile can COPY it with --chown (COPY makes files root's).
+#
 # Used by deploy/image/build (no base image) and by the top-level Dockerfile
 # (inside its builder stage), so both images have the same layout.
 set -euo pipefail
@@ -16,10 +19,16 @@ binaries=(strata strata-bench)
 uid=10001
 
 rm -rf "$out"
-mkdir -p "$out"/{usr/local/bin,etc/ssl/certs,data,tmp}
+mkdir -p "$out/data"
+out=$out/rootfs
+mkdir -p "$out"/{usr/local/bin,etc/ssl/certs,tmp}
 
 for name in "${binaries[@]}"; do
     install -m 0755 "$bin_dir/$name" "$out/usr/local/bin/$name"
+    # Function names stay (backtraces); line tables go (most of the size).
+    if [[ "${STRIP:-1}" == 1 ]] && command -v objcopy >/dev/null; then
+        objcopy --strip-debug "$out/usr/local/bin/$name"
+    fi
 done
 
 # Every library the binaries load, at the path the loader looks for it, plus
@@ -57,5 +66,5 @@ GROUP
 # glibc resolves names through NSS; files then DNS, as everywhere else.
 echo "hosts: files dns" > "$out/etc/nsswitch.conf"
 
-chmod 0755 "$out/data"
 chmod 1777 "$out/tmp"
+chmod 0755 "$out/../data"

@@ -223,8 +223,62 @@ def strata() -> Dashboard:
     return d
 
 
-# Filled in from the names Strata exports on /metrics (see below).
-STRATA_PANELS: list = []
+# Strata's own metrics as its processes export them on /metrics, scraped by
+# the load generator into the tenant strata-ops with job="strata" and
+# instance="<service>:9090".
+I = 'instance=~"$instance"'
+STRATA_PANELS: list = [
+    ("row", "Cluster", [], {}),
+    ("stat", "Store nodes up", [(f'count(up{{job="strata",instance=~"store.*"}} == 1)', "")],
+     {"w": 6, "unit": "none", "description": "Store processes answering /metrics"}),
+    ("stat", "Processes up", [(f'sum(up{{job="strata",{I}}})', "")], {"w": 6, "unit": "none"}),
+    ("stat", "Raft leader", [('max by (instance) (strata_meta_raft_leader) == 1', "{{instance}}")],
+     {"w": 6, "unit": "none", "description": "The meta node that leads Raft (strata_meta_raft_leader is 1 there)",
+      "options": {"textMode": "name", "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}}),
+    ("stat", "Raft term", [('max(strata_meta_raft_term)', "")],
+     {"w": 6, "unit": "none", "description": "A term that keeps rising means repeated elections"}),
+    ("state-timeline", "Processes", [(f'up{{job="strata",{I}}}', "{{instance}}")],
+     {"w": 24, "h": 7, "unit": "none",
+      "defaults": {"mappings": [{"type": "value", "options": {"0": {"text": "down", "color": "red"},
+                                                            "1": {"text": "up", "color": "green"}}}],
+                   "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": None},
+                                                                {"color": "green", "value": 1}]}}}),
+    ("row", "Ingest", [], {}),
+    ("timeseries", "Samples received (frontend)", [
+        (f'sum by (instance) (rate(strata_frontend_samples_received_total{{{I}}}[$__rate_interval]))', "{{instance}}"),
+        (f'sum(rate(strata_frontend_samples_refused_total{{{I}}}[$__rate_interval]))', "refused")],
+     {"unit": "short", "description": "Samples per second accepted by remote write / OTLP"}),
+    ("timeseries", "Samples appended (stores, all replicas)", [
+        (f'sum by (instance) (rate(strata_store_samples_appended_total{{{I}}}[$__rate_interval]))', "{{instance}}"),
+        (f'sum(rate(strata_store_samples_rejected_total{{{I}}}[$__rate_interval]))', "rejected")],
+     {"unit": "short"}),
+    ("timeseries", "Store write latency", [
+        (f'histogram_quantile({q}, sum by (le) (rate(strata_store_write_duration_seconds_bucket{{{I}}}[$__rate_interval])))', f"p{int(q * 100)}")
+        for q in (0.5, 0.99)], {"unit": "s"}),
+    ("timeseries", "Active series in heads", [(f'strata_store_head_series{{{I}}}', "{{instance}}")], {"unit": "short"}),
+    ("timeseries", "Write quorum failures and read retries", [
+        (f'sum(rate(strata_cluster_write_quorum_failures_total{{{I}}}[$__rate_interval]))', "write quorum failures"),
+        (f'sum(rate(strata_cluster_read_retries_total{{{I}}}[$__rate_interval]))', "read retries")],
+     {"unit": "short", "w": 24}),
+    ("row", "Queries", [], {}),
+    ("timeseries", "Query latency", [
+        (f'histogram_quantile({q}, sum by (le) (rate(strata_frontend_http_request_duration_seconds_bucket{{route=~"/api/v1/query.*",{I}}}[$__rate_interval])))', f"p{int(q * 100)}")
+        for q in (0.5, 0.9, 0.99)], {"unit": "s"}),
+    ("timeseries", "HTTP requests by route", [
+        (f'sum by (route) (rate(strata_frontend_http_requests_total{{{I}}}[$__rate_interval]))', "{{route}}"),
+        (f'sum(rate(strata_frontend_http_requests_total{{status_code=~"5..",{I}}}[$__rate_interval]))', "5xx")],
+     {"unit": "reqps"}),
+    ("timeseries", "Cache hit rate", [
+        (f'sum(rate(strata_frontend_results_cache_hits_total{{{I}}}[$__rate_interval])) / '
+         f'(sum(rate(strata_frontend_results_cache_hits_total{{{I}}}[$__rate_interval])) + sum(rate(strata_frontend_results_cache_misses_total{{{I}}}[$__rate_interval])))',
+         "results cache"),
+        (f'sum(rate(strata_store_block_cache_hits_total{{{I}}}[$__rate_interval])) / '
+         f'(sum(rate(strata_store_block_cache_hits_total{{{I}}}[$__rate_interval])) + sum(rate(strata_store_block_cache_misses_total{{{I}}}[$__rate_interval])))',
+         "block cache")],
+     {"unit": "percentunit", "defaults": {"min": 0, "max": 1}}),
+    ("timeseries", "Blocks on disk", [(f'sum by (instance) (strata_store_block_bytes{{{I}}})', "{{instance}}")],
+     {"unit": "bytes"}),
+]
 
 
 def main() -> None:
