@@ -60,7 +60,7 @@ class Env:
         self.project, self.port, self.single = project, port, single
         self.base = f"http://127.0.0.1:{port}"
         self.env = dict(os.environ, COMPOSE_PROJECT_NAME=project, STRATA_PORT=str(port),
-                        LOADGEN_BACKFILL_MINUTES="0")
+                        LOADGEN_BACKFILL_MINUTES="5")
         if single:
             self.env["STRATA_LAYOUT"] = "single"
 
@@ -185,7 +185,10 @@ def push_ok(env: Env, series: list[Series], tenant: str) -> tuple[int, str]:
 
 # --- the steps --------------------------------------------------------------
 
-def grafana_calls(env: Env, start_ms: int, data: dict[str, list[Series]]) -> None:
+def grafana_calls(env: Env, start_ms: int, data: dict[str, list[Series]], prefix: str = "") -> None:
+    def check(name: str, ok: bool, detail: str = "") -> bool:
+        return globals()["check"](prefix + name, ok, detail)
+
     for tenant in ("team-a", "team-b"):
         # Grafana's "Save & test": POST /api/v1/query with 1+1 at time=4.
         status, body = http(env, "POST", "/api/v1/query", tenant, {"query": "1+1", "time": "4"})
@@ -234,6 +237,32 @@ def grafana_calls(env: Env, start_ms: int, data: dict[str, list[Series]]) -> Non
           f"{status} {names}")
     got = query_range(env, "team-a", 'e2e_temperature{site="team-b"}', start_ms)
     check("team-a does not see team-b's series", got == {}, f"{got}")
+
+
+def dashboards(env: Env) -> None:
+    """Every query of every provisioned dashboard is valid PromQL for Strata,
+    and the team dashboards show the load generator's data."""
+    folder = os.path.join(COMPOSE, "grafana", "dashboards")
+    tenants = {"system": "team-a", "application": "team-b", "strata": "strata-ops"}
+    for name, tenant in tenants.items():
+        with open(os.path.join(folder, f"{name}.json")) as f:
+            board = json.load(f)
+        bad, empty, total = [], [], 0
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                expr = (target["expr"].replace("$__rate_interval", "1m")
+                        .replace("$instance", ".*").replace("$route", ".*"))
+                total += 1
+                status, body = http(env, "POST", "/api/v1/query", tenant, {"query": expr})
+                if status != 200 or not isinstance(body, dict) or body.get("status") != "success":
+                    bad.append(f"{panel['title']}: {status} {str(body)[:120]}")
+                elif not body["data"]["result"]:
+                    empty.append(panel["title"])
+        check(f"dashboard {name}: all {total} queries accepted", not bad, "; ".join(bad))
+        if name != "strata":
+            check(f"dashboard {name}: every panel has data", not empty, ", ".join(empty))
+        elif empty:
+            log(f"dashboard strata: no data yet for {', '.join(sorted(set(empty)))}")
 
 
 def complete(env: Env, start_ms: int, data: dict[str, list[Series]]) -> bool:
@@ -339,6 +368,7 @@ def main() -> int:
                   f"{status} {body[:200]}")
         grafana_calls(env, start_ms, data)
         loadgen_writes(env)
+        dashboards(env)
 
         if args.single:
             log("skipped: store stop and network cut (single node has no replicas)")
@@ -358,7 +388,8 @@ def main() -> int:
         except TimeoutError as error:
             log(str(error))
         check("after down and up: every sample is still there", bool(ok))
-        grafana_calls(env, start_ms, {t: [Series(s.labels, s.samples[:POINTS]) for s in v] for t, v in data.items()})
+        grafana_calls(env, start_ms, {t: [Series(s.labels, s.samples[:POINTS]) for s in v] for t, v in data.items()},
+                      prefix="after restart: ")
     except Exception as error:  # noqa: BLE001 - a failed step is a failed test
         check("e2e run", False, f"{type(error).__name__}: {error}")
         subprocess.run(["bash", "-c", f'source {COMPOSE}/lib.sh && compose logs --tail=30'], env=env.env)
