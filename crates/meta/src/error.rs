@@ -22,9 +22,9 @@ pub enum MetaError {
         source: std::io::Error,
     },
     #[error("invalid raft configuration")]
-    RaftConfig(#[source] openraft::ConfigError),
+    RaftConfig(#[source] Box<openraft::ConfigError>),
     #[error("raft has stopped")]
-    Stopped(#[source] Fatal<NodeId>),
+    Stopped(#[source] Box<Fatal<NodeId>>),
     #[error("failed to initialize the meta cluster: {0}")]
     Initialize(String),
     #[error("invalid tenant id")]
@@ -38,7 +38,7 @@ pub enum MetaError {
     #[error("meta leadership changed during the request, retry")]
     NotLeader,
     #[error("membership change refused")]
-    Membership(#[source] openraft::error::ChangeMembershipError<NodeId>),
+    Membership(#[source] Box<openraft::error::ChangeMembershipError<NodeId>>),
     #[error("malformed raft message")]
     RaftMessage(#[source] serde_json::Error),
     #[error("failed to encode a raft message")]
@@ -72,9 +72,9 @@ impl MetaError {
         match error {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MetaError::NotLeader,
             RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
-                MetaError::Membership(error)
+                MetaError::Membership(Box::new(error))
             }
-            RaftError::Fatal(fatal) => MetaError::Stopped(fatal),
+            RaftError::Fatal(fatal) => MetaError::Stopped(Box::new(fatal)),
         }
     }
 }

@@ -60,9 +60,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let client = match self.clients.get(&node.addr) {
             Some(client) => Ok(client.clone()),
-            None => meta_client(&node.addr).map(|client| {
+            None => meta_client(&node.addr).inspect(|client| {
                 self.clients.insert(node.addr.clone(), client.clone());
-                client
             }),
         };
         if let Err(error) = &client {

@@ -70,7 +70,7 @@ impl MetaNode {
             state_machine,
         )
         .await
-        .map_err(MetaError::Stopped)?;
+        .map_err(|fatal| MetaError::Stopped(Box::new(fatal)))?;
 
         let first_peer = options.peers.keys().next().copied();
         if pristine && first_peer == Some(options.node_id) {
@@ -199,7 +199,9 @@ fn raft_config(options: &MetaOptions) -> Result<Config, MetaError> {
         snapshot_max_chunk_size: 1024 * 1024,
         ..Config::default()
     };
-    config.validate().map_err(MetaError::RaftConfig)
+    config
+        .validate()
+        .map_err(|error| MetaError::RaftConfig(Box::new(error)))
 }
 
 /// Makes `peers` the first voters. A cluster that is already initialized

@@ -152,7 +152,7 @@ impl LogInner {
     fn purge(&mut self, log_id: LogId<NodeId>) -> io::Result<()> {
         write_json(&self.dir.join(PURGED_FILE), &log_id)?;
         self.last_purged = Some(log_id);
-        self.entries = self.entries.split_off(&(log_id.index + 1));
+        self.entries = self.entries.split_off(&log_id.index.saturating_add(1));
 
         let path = self.dir.join(LOG_FILE);
         let tmp = path.with_extension("tmp");

@@ -89,6 +89,7 @@ impl StateMachineStore {
     }
 
     /// Writes the snapshot file, then makes it the current snapshot.
+    #[allow(clippy::result_large_err, reason = "openraft's error type")]
     fn save_snapshot(
         &self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
