@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, ChangeMembers};
+use openraft::{BasicNode, ChangeMembers, Membership};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use strata_common::TenantId;
@@ -106,13 +106,19 @@ impl MetaService {
         }
     }
 
-    fn voters(&self) -> Vec<NodeId> {
-        self.node
-            .raft_metrics()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
+    /// Voters after a membership change: from the change's own entry (the
+    /// metrics may not show it yet), else as this node currently sees them.
+    fn voters_after(&self, membership: Option<Membership<NodeId, BasicNode>>) -> Vec<NodeId> {
+        match membership {
+            Some(membership) => membership.voter_ids().collect(),
+            None => self
+                .node
+                .raft_metrics()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect(),
+        }
     }
 
     async fn write_tenant(&self, command: Command) -> Result<pb::Tenant, MetaError> {
@@ -281,14 +287,15 @@ impl Meta for MetaService {
             .await
             .map_err(MetaError::from_write)?;
         let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
-        self.node
+        let response = self
+            .node
             .raft
             .change_membership(change, false)
             .await
             .map_err(MetaError::from_write)?;
         tracing::info!(node_id, %address, "meta voter added");
         Ok(Response::new(pb::MembershipResponse {
-            voters: self.voters(),
+            voters: self.voters_after(response.membership),
         }))
     }
 
@@ -300,14 +307,15 @@ impl Meta for MetaService {
         forward_unless_leader!(self, request, remove_voter);
         let node_id = request.into_inner().node_id;
         let change = ChangeMembers::RemoveVoters(BTreeSet::from([node_id]));
-        self.node
+        let response = self
+            .node
             .raft
             .change_membership(change, false)
             .await
             .map_err(MetaError::from_write)?;
         tracing::info!(node_id, "meta voter removed");
         Ok(Response::new(pb::MembershipResponse {
-            voters: self.voters(),
+            voters: self.voters_after(response.membership),
         }))
     }
 

@@ -379,3 +379,60 @@ async fn single_node_restores_state_from_snapshot_and_log() -> TestResult {
     node.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_are_added_and_removed_at_runtime() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let (first, second) = (bind().await?, bind().await?);
+    let (first_url, second_url) = (
+        peer_url(first.local_addr()?),
+        peer_url(second.local_addr()?),
+    );
+    // Node 1 starts alone; node 2 knows it is not the bootstrapper and waits.
+    let node1 = TestNode::start(
+        1,
+        first,
+        &BTreeMap::from([(1, first_url.clone())]),
+        dirs[0].path(),
+    )
+    .await?;
+    agreed_leader(&[&node1]).await?;
+    register(&node1.client().await?, "store-x").await?;
+    let peers2 = BTreeMap::from([(1, first_url), (2, second_url.clone())]);
+    let node2 = TestNode::start(2, second, &peers2, dirs[1].path()).await?;
+    assert!(
+        !node2.node.is_ready(),
+        "a node that is not the bootstrapper waits"
+    );
+
+    let added = node1
+        .client()
+        .await?
+        .add_voter(pb::AddVoterRequest {
+            node_id: 2,
+            address: second_url,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(added.voters, vec![1, 2]);
+    agreed_leader(&[&node1, &node2]).await?;
+    // The new voter has the state and forwards writes.
+    register(&node2.client().await?, "store-y").await?;
+    wait_all_states(&[&node1, &node2], "both stores", |s| {
+        has_member(s, "store-x") && has_member(s, "store-y")
+    })
+    .await?;
+
+    // Removing it again goes through a follower too.
+    let removed = node2
+        .client()
+        .await?
+        .remove_voter(pb::RemoveVoterRequest { node_id: 2 })
+        .await?
+        .into_inner();
+    assert_eq!(removed.voters, vec![1]);
+    node2.stop().await?;
+    register(&node1.client().await?, "store-z").await?;
+    node1.stop().await?;
+    Ok(())
+}
