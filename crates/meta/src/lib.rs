@@ -2,7 +2,7 @@
 //! and their limit overrides, replicated with `openraft`.
 //!
 //! Code map:
-//! - [`state`]: the replicated [`MetaState`] and the epoch rules;
+//! - `state`: the replicated `MetaState` and the epoch rules;
 //! - `store`: the Raft log and snapshots on disk (`<data_dir>/meta/`);
 //! - `network`: Raft messages over the `Meta.Raft` gRPC call;
 //! - `node`: [`MetaNode`], which starts Raft and bootstraps the cluster;
@@ -13,7 +13,7 @@ mod metrics;
 mod network;
 mod node;
 mod service;
-pub mod state;
+mod state;
 mod store;
 
 use std::collections::BTreeMap;
@@ -23,14 +23,13 @@ use std::time::Duration;
 
 pub use error::MetaError;
 pub use node::MetaNode;
-pub use state::MetaState;
 
 /// A meta node's Raft id.
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// openraft's type configuration for the meta service.
-    pub TypeConfig:
+    pub(crate) TypeConfig:
         D = state::Proposal,
         R = state::CommandResult,
         NodeId = NodeId,
