@@ -79,9 +79,24 @@ pub(crate) async fn write(
 
     let mut pending = FuturesUnordered::new();
     let batch_count = batches.len();
+    // Health is a hint: a replica believed down is skipped while its
+    // groups reach quorum without it, and asked when they cannot (meta may
+    // have missed heartbeats, e.g. during a leader election).
+    let needs_unhealthy: Vec<GroupKey> = groups
+        .iter()
+        .filter(|(_, g)| {
+            g.replicas
+                .iter()
+                .filter(|r| placement.is_healthy(r))
+                .count()
+                < g.quorum
+        })
+        .map(|(key, _)| *key)
+        .collect();
     for (node, batch) in batches {
         let address = placement.address(&node).unwrap_or_default().to_owned();
-        let healthy = placement.is_healthy(&node);
+        let healthy = placement.is_healthy(&node)
+            || batch.groups.iter().any(|key| needs_unhealthy.contains(key));
         let client = store.client(&address);
         let write = WriteRequest {
             tenant: tenant.clone(),

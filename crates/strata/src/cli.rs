@@ -147,9 +147,69 @@ pub struct Cli {
     #[arg(long = "querier.max-samples", value_name = "N")]
     pub max_samples: Option<usize>,
 
-    /// Store node a `--target frontend` process uses [default: http://127.0.0.1:9095].
+    /// Store node a `--target frontend` or `querier` process uses without meta [default: http://127.0.0.1:9095].
     #[arg(long = "frontend.store-address", value_name = "URL")]
     pub store_address: Option<String>,
+
+    /// Queriers a `--target frontend` process sends PromQL to, comma-separated gRPC URLs; none evaluates in-process [default: none].
+    #[arg(
+        long = "frontend.querier-addresses",
+        value_name = "URLS",
+        value_delimiter = ','
+    )]
+    pub querier_addresses: Option<Vec<String>>,
+
+    /// This meta node's Raft id, 1 or more (`--target meta`) [default: 0].
+    #[arg(long = "meta.node-id", value_name = "ID")]
+    pub meta_node_id: Option<u64>,
+
+    /// Initial meta voters as comma-separated id=grpc-url, this node included [default: this node alone].
+    #[arg(long = "meta.peers", value_name = "ID=URL,...", value_delimiter = ',')]
+    pub meta_peers: Option<Vec<String>>,
+
+    /// Meta nodes the store, querier and frontend roles use, comma-separated gRPC URLs; none means no cluster [default: none].
+    #[arg(long = "meta.addresses", value_name = "URLS", value_delimiter = ',')]
+    pub meta_addresses: Option<Vec<String>>,
+
+    /// Replicas of each shard [default: 3].
+    #[arg(long = "meta.replication-factor", value_name = "N")]
+    pub meta_replication_factor: Option<u32>,
+
+    /// Shards of a tenant unless overridden [default: 8].
+    #[arg(long = "meta.default-shards", value_name = "N")]
+    pub meta_default_shards: Option<u32>,
+
+    /// Store nodes that must register before writes are placed [default: 1].
+    #[arg(long = "meta.min-stores", value_name = "N")]
+    pub meta_min_stores: Option<u32>,
+
+    /// How far ahead a placement change takes effect [default: 10s].
+    #[arg(long = "meta.epoch-delay", value_name = "DURATION")]
+    pub meta_epoch_delay: Option<String>,
+
+    /// A store node silent this long is unhealthy [default: 10s].
+    #[arg(long = "meta.heartbeat-timeout", value_name = "DURATION")]
+    pub meta_heartbeat_timeout: Option<String>,
+
+    /// How often the other roles fetch the placement from meta [default: 1s].
+    #[arg(long = "meta.refresh-interval", value_name = "DURATION")]
+    pub meta_refresh_interval: Option<String>,
+
+    /// Stable name of this store node [default: store-1].
+    #[arg(long = "store.id", value_name = "ID")]
+    pub store_id: Option<String>,
+
+    /// gRPC URL other roles reach this store at [default: from --grpc-addr].
+    #[arg(long = "store.advertise-address", value_name = "URL")]
+    pub store_advertise_address: Option<String>,
+
+    /// Failure domain of this store node [default: none].
+    #[arg(long = "store.zone", value_name = "ZONE")]
+    pub store_zone: Option<String>,
+
+    /// How often this store node heartbeats to meta [default: 2s].
+    #[arg(long = "store.heartbeat-interval", value_name = "DURATION")]
+    pub store_heartbeat_interval: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -172,6 +232,13 @@ pub enum ToolCommand {
     Verify {
         /// A block, tenant or data directory.
         dir: PathBuf,
+    },
+    /// Exits 0 when an HTTP URL answers 200 within 5 s, 1 otherwise: the
+    /// container health check (the image has no curl).
+    Healthcheck {
+        /// An `http://` URL.
+        #[arg(long, default_value = "http://127.0.0.1:9090/-/ready")]
+        url: String,
     },
 }
 
@@ -251,6 +318,29 @@ impl Cli {
         set(&mut c.querier.timeout, &self.query_timeout);
         set(&mut c.querier.max_samples, &self.max_samples);
         set(&mut c.frontend.store_address, &self.store_address);
+        set(&mut c.frontend.querier_addresses, &self.querier_addresses);
+        set(&mut c.meta.node_id, &self.meta_node_id);
+        set(&mut c.meta.peers, &self.meta_peers);
+        set(&mut c.meta.addresses, &self.meta_addresses);
+        set(
+            &mut c.meta.replication_factor,
+            &self.meta_replication_factor,
+        );
+        set(&mut c.meta.default_shards, &self.meta_default_shards);
+        set(&mut c.meta.min_stores, &self.meta_min_stores);
+        set(&mut c.meta.epoch_delay, &self.meta_epoch_delay);
+        set(&mut c.meta.heartbeat_timeout, &self.meta_heartbeat_timeout);
+        set(&mut c.meta.refresh_interval, &self.meta_refresh_interval);
+        set(&mut c.store.id, &self.store_id);
+        set(
+            &mut c.store.advertise_address,
+            &self.store_advertise_address,
+        );
+        set(&mut c.store.zone, &self.store_zone);
+        set(
+            &mut c.store.heartbeat_interval,
+            &self.store_heartbeat_interval,
+        );
     }
 }
 

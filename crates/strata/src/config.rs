@@ -1,10 +1,12 @@
 //! The configuration of every role: one YAML file, every key also a flag.
 //! Precedence: built-in defaults < `--config.file` < flags.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strata_common::TenantId;
 use strata_frontend::{FrontendConfig, LimitsConfig, RemoteReadConfig, TenancyConfig};
 use strata_store_node::tenant_db::TenantOptions;
 use strata_store_node::{EngineOptions, FsyncPolicy, WalOptions};
@@ -16,13 +18,14 @@ pub enum Target {
     /// Every role in one process: a complete single-node server.
     #[default]
     All,
-    /// The HTTP edge (Prometheus API, remote write/read) over a store node's gRPC.
+    /// The HTTP edge (Prometheus API, remote write/read): the distributor
+    /// over the cluster's store nodes, queries through the queriers.
     Frontend,
-    /// A store node: WAL, head and the gRPC store service.
+    /// A store node: WAL, head, blocks and the gRPC store service.
     Store,
-    /// A PromQL querier (not implemented yet).
+    /// A PromQL querier: the gRPC query service over the store nodes.
     Querier,
-    /// A cluster metadata node (not implemented yet).
+    /// A cluster metadata node (Raft).
     Meta,
 }
 
@@ -180,14 +183,87 @@ impl Default for QuerierConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FrontendRoleConfig {
-    /// gRPC address of the store node a `--target frontend` process writes to and reads from.
+    /// gRPC address of the one store node a `--target frontend` or
+    /// `--target querier` process uses when `meta.addresses` is empty.
     pub store_address: String,
+    /// gRPC addresses of the queriers a `--target frontend` process sends
+    /// PromQL to; empty evaluates in the frontend process itself.
+    pub querier_addresses: Vec<String>,
 }
 
 impl Default for FrontendRoleConfig {
     fn default() -> Self {
         FrontendRoleConfig {
             store_address: "http://127.0.0.1:9095".to_owned(),
+            querier_addresses: Vec::new(),
+        }
+    }
+}
+
+/// The meta service: a `--target meta` node's Raft settings, and where the
+/// other roles find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    /// This meta node's Raft id (1, 2, ...); required with `--target meta`.
+    pub node_id: u64,
+    /// The initial voters as `id=grpc-url`, this node included.
+    pub peers: Vec<String>,
+    /// gRPC URLs of the meta nodes, for store, querier and frontend
+    /// processes; empty runs them without a cluster (one static store).
+    pub addresses: Vec<String>,
+    /// Replicas of each shard (capped at the number of store nodes).
+    pub replication_factor: u32,
+    /// Shards of a tenant unless overridden for it.
+    pub default_shards: u32,
+    /// Store nodes that must register before the first placement epoch.
+    pub min_stores: u32,
+    /// How far in the future a placement change takes effect.
+    pub epoch_delay: String,
+    /// A store node silent this long is unhealthy.
+    pub heartbeat_timeout: String,
+    /// How often the other roles fetch the placement.
+    pub refresh_interval: String,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig {
+            node_id: 0,
+            peers: Vec::new(),
+            addresses: Vec::new(),
+            replication_factor: 3,
+            default_shards: 8,
+            min_stores: 1,
+            epoch_delay: "10s".to_owned(),
+            heartbeat_timeout: "10s".to_owned(),
+            refresh_interval: "1s".to_owned(),
+        }
+    }
+}
+
+/// A `--target store` node's identity in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreRoleConfig {
+    /// Stable name of this store node; it must survive restarts.
+    pub id: String,
+    /// gRPC URL the other roles reach this node at; empty derives it from
+    /// `server.grpc_addr` (loopback for a wildcard address).
+    pub advertise_address: String,
+    /// Failure domain; a shard's replicas are spread across zones.
+    pub zone: String,
+    /// How often this node tells meta it is alive.
+    pub heartbeat_interval: String,
+}
+
+impl Default for StoreRoleConfig {
+    fn default() -> Self {
+        StoreRoleConfig {
+            id: "store-1".to_owned(),
+            advertise_address: String::new(),
+            zone: String::new(),
+            heartbeat_interval: "2s".to_owned(),
         }
     }
 }
@@ -208,6 +284,8 @@ pub struct Config {
     pub remote_read: RemoteReadConfig,
     pub querier: QuerierConfig,
     pub frontend: FrontendRoleConfig,
+    pub meta: MetaConfig,
+    pub store: StoreRoleConfig,
 }
 
 impl Config {
@@ -279,6 +357,7 @@ impl Config {
         ] {
             parse_duration(value).ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
         }
+        self.validate_cluster()?;
         if self.querier.max_samples == 0 {
             return Err("querier.max_samples must be greater than 0".to_owned());
         }
@@ -294,6 +373,98 @@ impl Config {
             ));
         }
         self.frontend_config().validate()
+    }
+
+    /// The cluster keys: durations, URLs, and what each role needs.
+    fn validate_cluster(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("meta.epoch_delay", &self.meta.epoch_delay),
+            ("meta.heartbeat_timeout", &self.meta.heartbeat_timeout),
+            ("meta.refresh_interval", &self.meta.refresh_interval),
+            ("store.heartbeat_interval", &self.store.heartbeat_interval),
+        ] {
+            parse_duration(value)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
+        }
+        let urls = self
+            .meta
+            .addresses
+            .iter()
+            .map(|a| ("meta.addresses", a))
+            .chain(
+                self.frontend
+                    .querier_addresses
+                    .iter()
+                    .map(|a| ("frontend.querier_addresses", a)),
+            );
+        for (key, url) in urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "{key}: {url:?} must start with http:// or https://"
+                ));
+            }
+        }
+        if self.meta.replication_factor == 0 {
+            return Err("meta.replication_factor must be at least 1".to_owned());
+        }
+        if self.meta.default_shards == 0 {
+            return Err("meta.default_shards must be at least 1".to_owned());
+        }
+        if self.target == Target::Meta {
+            if self.meta.node_id == 0 {
+                return Err("meta.node_id: --target meta needs a node id of 1 or more".to_owned());
+            }
+            self.meta_peers()?;
+        }
+        if self.target == Target::Store && !self.meta.addresses.is_empty() {
+            TenantId::new(&self.store.id)
+                .map_err(|e| format!("store.id: invalid id {:?}: {e}", self.store.id))?;
+        }
+        Ok(())
+    }
+
+    /// `meta.peers` parsed; just this node at its own gRPC address when empty.
+    pub fn meta_peers(&self) -> Result<BTreeMap<u64, String>, String> {
+        if self.meta.peers.is_empty() {
+            return Ok(BTreeMap::from([(
+                self.meta.node_id,
+                advertised(&self.server.grpc_addr),
+            )]));
+        }
+        let mut peers = BTreeMap::new();
+        for peer in &self.meta.peers {
+            let (id, url) = peer
+                .split_once('=')
+                .ok_or_else(|| format!("meta.peers: {peer:?} is not id=url"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("meta.peers: {id:?} is not a node id"))?;
+            let url = url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "meta.peers: {url:?} must start with http:// or https://"
+                ));
+            }
+            peers.insert(id, url.to_owned());
+        }
+        if !peers.contains_key(&self.meta.node_id) {
+            return Err(format!(
+                "meta.peers must include this node ({})",
+                self.meta.node_id
+            ));
+        }
+        Ok(peers)
+    }
+
+    /// The gRPC URL this store node registers under.
+    pub fn store_advertise_address(&self) -> String {
+        if self.store.advertise_address.is_empty() {
+            advertised(&self.server.grpc_addr)
+        } else {
+            self.store.advertise_address.clone()
+        }
     }
 
     pub fn frontend_config(&self) -> FrontendConfig {
@@ -339,6 +510,22 @@ impl Config {
         }
     }
 
+    pub fn meta_epoch_delay(&self) -> Duration {
+        parse_duration(&self.meta.epoch_delay).unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn meta_heartbeat_timeout(&self) -> Duration {
+        parse_duration(&self.meta.heartbeat_timeout).unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn meta_refresh_interval(&self) -> Duration {
+        parse_duration(&self.meta.refresh_interval).unwrap_or(Duration::from_secs(1))
+    }
+
+    pub fn store_heartbeat_interval(&self) -> Duration {
+        parse_duration(&self.store.heartbeat_interval).unwrap_or(Duration::from_secs(2))
+    }
+
     /// How often block maintenance runs.
     pub fn maintenance_interval(&self) -> Duration {
         parse_duration(&self.blocks.maintenance_interval).unwrap_or(Duration::from_secs(60))
@@ -356,6 +543,14 @@ impl Config {
             segment_size: self.wal.segment_size_bytes,
         }
     }
+}
+
+/// A gRPC URL for a listen address: a wildcard address becomes loopback.
+fn advertised(listen: &str) -> String {
+    let addr = listen
+        .replace("0.0.0.0:", "127.0.0.1:")
+        .replace("[::]:", "[::1]:");
+    format!("http://{addr}")
 }
 
 /// Validates a log filter without installing it.

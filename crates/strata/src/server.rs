@@ -1,19 +1,25 @@
 //! Wires the roles into a running process: listeners, the store engine, the
-//! frontend's HTTP routes, the gRPC store service, `/metrics`, and a
+//! frontend's HTTP routes, the gRPC services (store, querier, meta),
+//! cluster membership and placement, `/metrics` on every role, and a
 //! graceful shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight
 //! requests, sync the WAL, exit 0).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use strata_common::{GrpcStoreClient, StoreApi};
+use strata_cluster::membership::{StoreIdentity, run_membership};
+use strata_cluster::{
+    ClusterMetrics, ClusterStore, ClusterStoreOptions, MetaClient, PlacementWatcher, QuerierPool,
+};
+use strata_common::{GrpcStoreClient, QueryApi, StoreApi};
 use strata_frontend::Frontend;
+use strata_meta::{MetaNode, MetaOptions};
 use strata_store_node::grpc::StoreService;
 use strata_store_node::{Engine, FsyncPolicy, LocalStore, StoreMetrics};
 use tokio::net::TcpListener;
@@ -21,17 +27,51 @@ use tokio::sync::watch;
 
 use crate::config::{Config, Target};
 use crate::local_querier::LocalQuerier;
+use crate::querier_service::QuerierService;
 
 /// Runs the configured target until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     match config.target {
         Target::All | Target::Store => run_with_store(config).await,
         Target::Frontend => run_frontend(config).await,
-        Target::Querier | Target::Meta => bail!(
-            "--target {:?} is not implemented yet; use all, store or frontend",
-            config.target
-        ),
+        Target::Querier => run_querier(config).await,
+        Target::Meta => run_meta(config).await,
     }
+}
+
+type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The store service a frontend or querier reads and writes through: the
+/// whole cluster when meta addresses are configured, else one store node;
+/// and whether it is ready (the cluster has a placement).
+fn store_view(
+    config: &Config,
+    registry: &mut Registry,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<dyn StoreApi>, ReadyFn)> {
+    if config.meta.addresses.is_empty() {
+        let client = GrpcStoreClient::connect_lazy(&config.frontend.store_address)
+            .map_err(|e| anyhow!("frontend.store_address: {e}"))?;
+        return Ok((Arc::new(client), Arc::new(|| true)));
+    }
+    let meta = Arc::new(
+        MetaClient::new(&config.meta.addresses).map_err(|e| anyhow!("meta.addresses: {e}"))?,
+    );
+    let watcher = PlacementWatcher::new(meta);
+    tokio::spawn(
+        watcher
+            .clone()
+            .run(config.meta_refresh_interval(), stopped.clone()),
+    );
+    let metrics = ClusterMetrics::new(registry);
+    let ready_watcher = watcher.clone();
+    let ready: ReadyFn = Arc::new(move || {
+        ready_watcher
+            .current()
+            .is_some_and(|placement| !placement.epochs.is_empty())
+    });
+    let store = ClusterStore::new(watcher, ClusterStoreOptions::default(), metrics);
+    Ok((Arc::new(store), ready))
 }
 
 async fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
@@ -72,7 +112,26 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
 
     let (stop, stopped) = watch::channel(false);
     let http = tokio::spawn(serve_http(http_listener, router, stopped.clone()));
-    let grpc = tokio::spawn(serve_grpc(grpc_listener, store, stopped.clone()));
+    let grpc = tokio::spawn(serve_grpc(
+        grpc_listener,
+        tonic::transport::Server::builder().add_service(StoreService::server(store)),
+        stopped.clone(),
+    ));
+    if config.target == Target::Store && !config.meta.addresses.is_empty() {
+        let meta =
+            MetaClient::new(&config.meta.addresses).map_err(|e| anyhow!("meta.addresses: {e}"))?;
+        let identity = StoreIdentity {
+            id: config.store.id.clone(),
+            address: config.store_advertise_address(),
+            zone: config.store.zone.clone(),
+        };
+        tokio::spawn(run_membership(
+            Arc::new(meta),
+            identity,
+            config.store_heartbeat_interval(),
+            stopped.clone(),
+        ));
+    }
     tracing::info!(
         target_role = ?config.target,
         http = %config.server.http_addr,
@@ -113,32 +172,99 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
     failure.map_or(Ok(()), Err)
 }
 
-/// `frontend` alone, over a store node's gRPC service.
+/// `frontend`: the HTTP edge over the cluster's store nodes (or one store
+/// node without meta), with PromQL on the queriers (or in-process).
 async fn run_frontend(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
-    let client = GrpcStoreClient::connect_lazy(&config.frontend.store_address)
-        .map_err(|e| anyhow!("frontend.store_address: {e}"))?;
-    let store: Arc<dyn StoreApi> = Arc::new(client);
-    let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(|| true);
-    // PromQL runs in this process over the remote store until the querier
-    // role has its own gRPC service (cluster issue).
-    let querier = LocalQuerier::new(config.engine_options(), store.clone());
+    let (stop, stopped) = watch::channel(false);
+    let (store, ready) = store_view(&config, &mut registry, &stopped)?;
+    let querier: Arc<dyn QueryApi> = if config.frontend.querier_addresses.is_empty() {
+        Arc::new(LocalQuerier::new(config.engine_options(), store.clone()))
+    } else {
+        Arc::new(
+            QuerierPool::new(&config.frontend.querier_addresses)
+                .map_err(|e| anyhow!("frontend.querier_addresses: {e}"))?,
+        )
+    };
     let router = Frontend::new(
         config.frontend_config(),
         store,
-        Some(Arc::new(querier)),
+        Some(querier),
         ready,
         &mut registry,
     )
     .router();
     let router = with_metrics(router, registry);
-    let (stop, stopped) = watch::channel(false);
     let http = tokio::spawn(serve_http(http_listener, router, stopped));
-    tracing::info!(http = %config.server.http_addr, store = %config.frontend.store_address, "frontend started");
+    tracing::info!(
+        http = %config.server.http_addr,
+        meta = ?config.meta.addresses,
+        queriers = ?config.frontend.querier_addresses,
+        "frontend started"
+    );
     shutdown_signal().await;
     let _ = stop.send(true);
     let _ = http.await;
+    Ok(())
+}
+
+/// `querier`: PromQL over the cluster's store nodes, served over gRPC.
+async fn run_querier(config: Config) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
+    let grpc_listener = bind(&config.server.grpc_addr, "server.grpc_addr").await?;
+    let (stop, stopped) = watch::channel(false);
+    let (store, ready) = store_view(&config, &mut registry, &stopped)?;
+    let querier: Arc<dyn QueryApi> = Arc::new(LocalQuerier::new(config.engine_options(), store));
+    let router = with_metrics(health_router(ready), registry);
+    let http = tokio::spawn(serve_http(http_listener, router, stopped.clone()));
+    let grpc = tokio::spawn(serve_grpc(
+        grpc_listener,
+        tonic::transport::Server::builder().add_service(QuerierService::server(querier)),
+        stopped,
+    ));
+    tracing::info!(http = %config.server.http_addr, grpc = %config.server.grpc_addr, meta = ?config.meta.addresses, "querier started");
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    let _ = http.await;
+    let _ = grpc.await;
+    Ok(())
+}
+
+/// `meta`: one Raft voter of the cluster metadata service.
+async fn run_meta(config: Config) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
+    let grpc_listener = bind(&config.server.grpc_addr, "server.grpc_addr").await?;
+    let mut options = MetaOptions::new(config.meta.node_id, config.data_dir.clone());
+    options.peers = config.meta_peers().map_err(|e| anyhow!(e))?;
+    options.replication_factor = config.meta.replication_factor;
+    options.default_shards = config.meta.default_shards;
+    options.min_stores = config.meta.min_stores;
+    options.epoch_delay = config.meta_epoch_delay();
+    options.heartbeat_timeout = config.meta_heartbeat_timeout();
+    let node = MetaNode::start(options, &mut registry)
+        .await
+        .context("cannot start the meta node")?;
+    let ready_node = node.clone();
+    let router = with_metrics(
+        health_router(Arc::new(move || ready_node.is_ready())),
+        registry,
+    );
+    let (stop, stopped) = watch::channel(false);
+    let http = tokio::spawn(serve_http(http_listener, router, stopped.clone()));
+    let grpc = tokio::spawn(serve_grpc(
+        grpc_listener,
+        tonic::transport::Server::builder().add_service(node.service()),
+        stopped,
+    ));
+    tracing::info!(node_id = config.meta.node_id, http = %config.server.http_addr, grpc = %config.server.grpc_addr, "meta node started");
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    let _ = http.await;
+    let _ = grpc.await;
+    node.shutdown().await;
     Ok(())
 }
 
@@ -205,10 +331,13 @@ async fn serve_http(listener: TcpListener, router: Router, stopped: watch::Recei
     }
 }
 
-async fn serve_grpc(listener: TcpListener, store: LocalStore, stopped: watch::Receiver<bool>) {
+async fn serve_grpc(
+    listener: TcpListener,
+    router: tonic::transport::server::Router,
+    stopped: watch::Receiver<bool>,
+) {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let result = tonic::transport::Server::builder()
-        .add_service(StoreService::server(store))
+    let result = router
         .serve_with_incoming_shutdown(incoming, wait_for_stop(stopped))
         .await;
     if let Err(error) = result {

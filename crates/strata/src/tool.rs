@@ -1,4 +1,5 @@
-//! `strata tool ...`: offline inspection of blocks.
+//! `strata tool ...`: offline inspection of blocks, and the health check
+//! command of the container image.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ pub fn run(command: &ToolCommand) -> ExitCode {
     let result = match command {
         ToolCommand::InspectBlock { dir } => inspect_block(dir, &mut out),
         ToolCommand::Verify { dir } => verify(dir, &mut out),
+        ToolCommand::Healthcheck { url } => healthcheck(url, &mut out),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -119,5 +121,47 @@ fn verify(dir: &Path, out: &mut impl Write) -> Result<bool, String> {
         };
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
     }
+    Ok(healthy)
+}
+
+/// A plain HTTP/1.0 GET: enough for `/-/ready` on loopback, and it keeps
+/// an HTTP client library out of the binary.
+fn healthcheck(url: &str, out: &mut impl Write) -> Result<bool, String> {
+    use std::io::Read;
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// URLs are supported, got {url:?}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let timeout = Duration::from_secs(5);
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority} resolves to no address"))?;
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+        let mut response = Vec::new();
+        stream.take(64 * 1024).read_to_end(&mut response)?;
+        Ok(String::from_utf8_lossy(&response).into_owned())
+    })();
+    let response = match answer {
+        Ok(response) => response,
+        Err(error) => {
+            writeln!(out, "{url}: {error}").map_err(|e| e.to_string())?;
+            return Ok(false);
+        }
+    };
+    let status_line = response.lines().next().unwrap_or_default();
+    let healthy = status_line.split_whitespace().nth(1) == Some("200");
+    writeln!(out, "{url}: {status_line}").map_err(|e| e.to_string())?;
     Ok(healthy)
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod blocks;
+mod cluster;
 mod crash;
 mod differential;
 mod prometheus_interop;

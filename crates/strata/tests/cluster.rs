@@ -1,0 +1,436 @@
+//! The cluster as separate processes of the real binary, started by
+//! `scripts/cluster` (3 meta, 3 store, 2 querier, 1 frontend): answers equal
+//! a single node's, tenants stay apart, and losing a store node or the meta
+//! leader changes nothing a client sees; a fourth store node joins through
+//! a new placement epoch.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_common::StoreApi;
+use strata_proto::prometheus::{Label, LabelMatcher, Sample, TimeSeries, WriteRequest};
+use strata_proto::store::SelectRequest;
+
+use crate::support::*;
+
+/// A cluster under a temporary directory; `scripts/cluster down` on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    base: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster")
+}
+
+fn run_script(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(script())
+        .arg(args[0])
+        .arg(dir)
+        .args(&args[1..])
+        .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
+        .env("STRATA_BASE_PORT", free_port().to_string())
+        .env("STRATA_EPOCH_DELAY", "3s")
+        .env("STRATA_HEARTBEAT_TIMEOUT", "3s")
+        .env("STRATA_HEARTBEAT_INTERVAL", "500ms")
+        .env("STRATA_CLUSTER_ARGS", "--meta.refresh-interval=500ms")
+        .output()
+        .expect("run scripts/cluster");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "scripts/cluster {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+impl Cluster {
+    fn up() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stdout = run_script(dir.path(), &["up"]);
+        let base = stdout.lines().last().unwrap_or_default().trim().to_owned();
+        assert!(
+            base.starts_with("http://"),
+            "last line is the URL: {stdout}"
+        );
+        Cluster { dir, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn kill(&self, name: &str) {
+        run_script(self.dir.path(), &["stop", name, "--kill"]);
+    }
+
+    fn start(&self, name: &str) {
+        run_script(self.dir.path(), &["start", name]);
+    }
+
+    fn add_store(&self) -> String {
+        run_script(self.dir.path(), &["add-store"])
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// Every process's log, for failure messages.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                all += &format!("--- {}\n", path.display());
+                for line in tail.into_iter().rev() {
+                    all += line;
+                    all.push('\n');
+                }
+            }
+        }
+        all
+    }
+
+    /// Series of `tenant` matching `__name__=metric` as store node `name` holds them.
+    fn store_series(&self, name: &str, tenant: &str, metric: &str) -> usize {
+        let address = self.file(&format!("{name}.grpc"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let client = strata_common::GrpcStoreClient::connect_lazy(&address).expect("client");
+            client
+                .select(SelectRequest {
+                    tenant: tenant.to_owned(),
+                    matchers: vec![LabelMatcher {
+                        r#type: 0,
+                        name: "__name__".into(),
+                        value: metric.into(),
+                    }],
+                    start_ms: i64::MIN,
+                    end_ms: i64::MAX,
+                })
+                .await
+                .map(|s| s.len())
+                .unwrap_or_else(|e| panic!("select from {name}: {e}"))
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("down")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+fn label(name: &str, value: &str) -> Label {
+    Label {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+/// `series` series of `metric` with `samples` samples each, 15 s apart, ending at `end_ms`.
+fn dataset(metric: &str, series: usize, samples: usize, end_ms: i64) -> WriteRequest {
+    WriteRequest {
+        timeseries: (0..series)
+            .map(|i| TimeSeries {
+                labels: vec![
+                    label("__name__", metric),
+                    label("instance", &format!("host-{i}")),
+                    label("job", if i % 2 == 0 { "api" } else { "db" }),
+                ],
+                samples: (0..samples)
+                    .map(|j| Sample {
+                        value: (i * 1000 + j) as f64,
+                        timestamp: end_ms - (samples - 1 - j) as i64 * 15_000,
+                    })
+                    .collect(),
+                ..TimeSeries::default()
+            })
+            .collect(),
+        ..WriteRequest::default()
+    }
+}
+
+fn data_of(url: &str, tenant: Option<&str>) -> serde_json::Value {
+    let (status, body) = get_json(url, tenant);
+    assert_eq!(status, 200, "{url}: {body}");
+    body["data"].clone()
+}
+
+#[test]
+fn cluster_answers_like_a_single_node_and_keeps_tenants_apart() {
+    let cluster = Cluster::up();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let single = Strata::start(&dir.path().join("single"), &[]);
+    let end = now_ms() - 60_000;
+    let a = dataset("requests_total", 40, 120, end);
+    let b = dataset("queue_depth", 25, 120, end);
+    for (tenant, data) in [("team-a", &a), ("team-b", &b)] {
+        for base in [cluster.base.as_str(), single.base().as_str()] {
+            let (status, body) = push(base, Some(tenant), data);
+            assert_eq!(status, 204, "push to {base}: {body}\n{}", cluster.logs());
+        }
+    }
+    let start = seconds(end - 30 * 60_000);
+    let stop = seconds(end);
+    let paths = [
+        format!(
+            "/api/v1/series?match[]={}&start={start}&end={stop}",
+            encode("{job=~\".+\"}")
+        ),
+        "/api/v1/labels".to_owned(),
+        "/api/v1/label/instance/values".to_owned(),
+        format!(
+            "/api/v1/query?query={}&time={stop}",
+            encode("sum by (job) (rate(requests_total[5m]))")
+        ),
+        format!("/api/v1/query?query={}&time={stop}", encode("queue_depth")),
+        format!(
+            "/api/v1/query_range?query={}&start={start}&end={stop}&step=60",
+            encode("max by (job) (queue_depth) or increase(requests_total[2m])")
+        ),
+    ];
+    for tenant in ["team-a", "team-b"] {
+        for path in &paths {
+            let want = data_of(&single.url(path), Some(tenant));
+            let got = data_of(&cluster.url(path), Some(tenant));
+            assert_eq!(got, want, "{tenant} {path}");
+        }
+    }
+    // Isolation: neither tenant sees the other's metric.
+    let names = data_of(
+        &cluster.url("/api/v1/label/__name__/values"),
+        Some("team-a"),
+    );
+    assert_eq!(names, serde_json::json!(["requests_total"]));
+    let names = data_of(
+        &cluster.url("/api/v1/label/__name__/values"),
+        Some("team-b"),
+    );
+    assert_eq!(names, serde_json::json!(["queue_depth"]));
+    let query = format!(
+        "/api/v1/query?query={}&time={stop}",
+        encode("requests_total")
+    );
+    let result = data_of(&cluster.url(&query), Some("team-b"));
+    assert_eq!(result["result"], serde_json::json!([]));
+    // Every sample is on a write quorum (2 of 3) of store nodes.
+    let copies: usize = ["store-1", "store-2", "store-3"]
+        .iter()
+        .map(|s| cluster.store_series(s, "team-a", "requests_total"))
+        .sum();
+    assert!(
+        copies >= 80,
+        "40 series × at least 2 replicas, got {copies}"
+    );
+}
+
+/// Pushes one sample per series every 100 ms until stopped; counts
+/// acknowledged samples and failed requests.
+struct Ingest {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    /// Failed pushes with their answers.
+    failures: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ingest {
+    fn start(base: &str, tenant: &str, metric: &str, series: usize) -> Ingest {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicU64::new(0));
+        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (base, tenant, metric) = (base.to_owned(), tenant.to_owned(), metric.to_owned());
+        let thread = {
+            let (stop, acked, failures) = (stop.clone(), acked.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let mut t = now_ms();
+                while !stop.load(Ordering::Relaxed) {
+                    t = (t + 1).max(now_ms());
+                    let request = dataset(&metric, series, 1, t);
+                    let (status, body) = push(&base, Some(&tenant), &request);
+                    if status == 204 {
+                        acked.fetch_add(series as u64, Ordering::Relaxed);
+                    } else {
+                        failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("{status} {body}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        Ingest {
+            stop,
+            acked,
+            failures,
+            thread: Some(thread),
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.lock().expect("lock").clone()
+    }
+
+    /// Stops and returns the samples acknowledged.
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("ingest thread");
+        }
+        self.acked()
+    }
+}
+
+/// Samples of `metric` the cluster returns (all of the last hour).
+fn sample_count(cluster: &Cluster, tenant: &str, metric: &str) -> u64 {
+    let query = format!(
+        "/api/v1/query?query={}&time={}",
+        encode(&format!("sum(count_over_time({metric}[1h]))")),
+        seconds(now_ms() + 5_000)
+    );
+    let data = data_of(&cluster.url(&query), Some(tenant));
+    data["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_store_node_killed_during_ingest_loses_nothing_and_catches_up() {
+    let cluster = Cluster::up();
+    let ingest = Ingest::start(&cluster.base, "team-a", "live", 20);
+    wait_until("some samples", Duration::from_secs(30), || {
+        ingest.acked() >= 200
+    });
+    cluster.kill("store-2");
+    let before_restart = ingest.acked();
+    wait_until("ingest past the kill", Duration::from_secs(60), || {
+        ingest.acked() >= before_restart + 400
+    });
+    // Queries stay complete with one replica gone (sample counts only grow,
+    // so compare against what was acknowledged before asking).
+    let acked = ingest.acked();
+    let seen = sample_count(&cluster, "team-a", "live");
+    assert!(
+        seen >= acked,
+        "saw {seen} of {acked} acknowledged samples\n{}",
+        cluster.logs()
+    );
+
+    cluster.start("store-2");
+    let restarted_at = ingest.acked();
+    wait_until("ingest after the restart", Duration::from_secs(60), || {
+        ingest.acked() >= restarted_at + 400
+    });
+    let failures = ingest.failures();
+    let total = ingest.finish();
+    assert!(
+        failures.is_empty(),
+        "failed pushes: {failures:?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        sample_count(&cluster, "team-a", "live"),
+        total,
+        "{}",
+        cluster.logs()
+    );
+
+    // store-2 serves its old data and took new writes: with store-1 down,
+    // every shard is read from store-2 and store-3 and nothing is missing.
+    cluster.kill("store-1");
+    assert_eq!(
+        sample_count(&cluster, "team-a", "live"),
+        total,
+        "{}",
+        cluster.logs()
+    );
+    assert!(cluster.store_series("store-2", "team-a", "live") > 0);
+
+    // A fourth store node: a new epoch; new series spread to it.
+    cluster.start("store-1");
+    let added = cluster.add_store();
+    assert_eq!(added, "store-4");
+    let ingest = Ingest::start(&cluster.base, "team-a", "after_join", 40);
+    wait_until("new series on store-4", Duration::from_secs(60), || {
+        cluster.store_series("store-4", "team-a", "after_join") > 0
+    });
+    let total_after = ingest.finish();
+    assert_eq!(sample_count(&cluster, "team-a", "after_join"), total_after);
+    assert_eq!(sample_count(&cluster, "team-a", "live"), total);
+}
+
+#[test]
+fn killing_the_meta_leader_is_invisible_to_clients() {
+    let cluster = Cluster::up();
+    let ingest = Ingest::start(&cluster.base, "team-b", "steady", 10);
+    wait_until("some samples", Duration::from_secs(30), || {
+        ingest.acked() >= 100
+    });
+    let leader = meta_leader(&cluster);
+    cluster.kill(&leader);
+    wait_until("a new meta leader", Duration::from_secs(30), || {
+        let now = meta_leader(&cluster);
+        !now.is_empty() && now != leader
+    });
+    let at_election = ingest.acked();
+    wait_until("ingest after the election", Duration::from_secs(60), || {
+        ingest.acked() >= at_election + 300
+    });
+    let failures = ingest.failures();
+    let total = ingest.finish();
+    assert!(
+        failures.is_empty(),
+        "failed pushes: {failures:?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(sample_count(&cluster, "team-b", "steady"), total);
+}
+
+/// `meta-N` of the current Raft leader, from the meta nodes' /metrics.
+fn meta_leader(cluster: &Cluster) -> String {
+    for i in 1..=3 {
+        let name = format!("meta-{i}");
+        let url = format!("http://{}/metrics", cluster.file(&format!("{name}.http")));
+        let Ok(mut response) = agent().get(&url).call() else {
+            continue;
+        };
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        if text
+            .lines()
+            .any(|l| l.trim() == "strata_meta_raft_leader 1")
+        {
+            return name;
+        }
+    }
+    String::new()
+}
