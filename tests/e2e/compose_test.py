@@ -12,7 +12,8 @@ everything (the data is still there). Always tears down.
     tests/e2e/compose_test.sh [--single] [--keep] [--no-build]
 
 --single runs against one `strata --target all` (deploy/compose/up
---single); the store-failure steps are then skipped. Standard library only.
+--single); the store-failure steps are then skipped. STRATA_IMAGE_BUILD_FLAGS
+is passed to deploy/image/build (e.g. --debug). Standard library only.
 """
 
 from __future__ import annotations
@@ -361,7 +362,8 @@ def main() -> int:
     timings = {}
     if not args.no_build:
         t0 = time.monotonic()
-        subprocess.run([os.path.join(ROOT, "deploy", "image", "build")], check=True, stdout=subprocess.DEVNULL)
+        flags = os.environ.get("STRATA_IMAGE_BUILD_FLAGS", "").split()
+        subprocess.run([os.path.join(ROOT, "deploy", "image", "build"), *flags], check=True, stdout=subprocess.DEVNULL)
         timings["image build"] = time.monotonic() - t0
 
     env = Env(f"strata-e2e-{os.getpid()}", free_port(), args.single)

@@ -5,7 +5,7 @@
 # container on the same volume. Skipped with one line when no Docker Engine
 # answers.
 #
-#   tests/e2e/image_test.sh [--no-build]
+#   tests/e2e/image_test.sh [--no-build]     (STRATA_IMAGE_BUILD_FLAGS: e.g. --debug)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,7 +14,8 @@ if ! docker info >/dev/null 2>&1; then
     exit 0
 fi
 if [[ "${1:-}" != --no-build ]]; then
-    deploy/image/build --no-loadgen >/dev/null
+    # shellcheck disable=SC2086 # flags, split on purpose
+    deploy/image/build --no-loadgen ${STRATA_IMAGE_BUILD_FLAGS:-} >/dev/null
 fi
 
 image=${STRATA_IMAGE:-strata:latest}
