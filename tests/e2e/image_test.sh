@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if ! docker info >/dev/null 2>&1; then
-    echo "image e2e: skipped: no Docker Engine answers (docker info failed)"
+    echo "image test: skipped: no Docker Engine answers (docker info failed)"
     exit 0
 fi
 if [[ "${1:-}" != --no-build ]]; then
@@ -87,5 +87,5 @@ start
 check "a new container on the same volume is healthy" healthy
 check "the data is still there" reads_back
 
-echo "image e2e: $passed passed, $failed failed"
+echo "image: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
