@@ -72,10 +72,15 @@ pub(crate) async fn write(
         .iter()
         .map(|s| (s.samples.len() as u64, s.histograms.len() as u64))
         .collect();
-    let (mut groups, batches) = route(&placement, &request)?;
     store.ensure_tenant(&request.tenant);
-    let tenant = request.tenant.clone();
+    let tenant = request.tenant;
     let metadata = request.metadata;
+    let (mut groups, batches) = route(
+        &placement,
+        &tenant,
+        request.timeseries,
+        !metadata.is_empty(),
+    )?;
 
     let mut pending = FuturesUnordered::new();
     let batch_count = batches.len();
@@ -224,11 +229,15 @@ type Routed = (HashMap<GroupKey, Group>, HashMap<String, NodeBatch>);
 
 /// Splits the request into one batch per store node, and the groups whose
 /// quorum decides the outcome.
-fn route(placement: &Placement, request: &WriteRequest) -> Result<Routed, ServiceError> {
-    let tenant = request.tenant.as_str();
+fn route(
+    placement: &Placement,
+    tenant: &str,
+    timeseries: Vec<TimeSeries>,
+    has_metadata: bool,
+) -> Result<Routed, ServiceError> {
     let mut groups: HashMap<GroupKey, Group> = HashMap::new();
     let mut batches: HashMap<String, NodeBatch> = HashMap::new();
-    for (index, series) in request.timeseries.iter().enumerate() {
+    for (index, series) in timeseries.into_iter().enumerate() {
         let hash = series_hash(&series.labels);
         for (epoch_index, part) in split_by_epoch(placement, series) {
             let epoch = &placement.epochs[epoch_index];
@@ -243,9 +252,19 @@ fn route(placement: &Placement, request: &WriteRequest) -> Result<Routed, Servic
                     failures: Vec::new(),
                 }
             });
-            for node in &group.replicas {
-                let batch = batches.entry(node.clone()).or_default();
-                batch.series.push(part.clone());
+            // Clones for all replicas but the last, which takes the part.
+            let mut part = Some(part);
+            for (i, node) in group.replicas.iter().enumerate() {
+                let batch = match batches.get_mut(node) {
+                    Some(batch) => batch,
+                    None => batches.entry(node.clone()).or_default(),
+                };
+                let copy = if i + 1 == group.replicas.len() {
+                    part.take()
+                } else {
+                    part.clone()
+                };
+                batch.series.extend(copy);
                 batch.origin.push(index as u32);
                 if !batch.groups.contains(&key) {
                     batch.groups.push(key);
@@ -253,7 +272,7 @@ fn route(placement: &Placement, request: &WriteRequest) -> Result<Routed, Servic
             }
         }
     }
-    if !request.metadata.is_empty() {
+    if has_metadata {
         // Metadata (often sent alone) goes to every store of the newest
         // epoch, where the metadata read finds it.
         let newest = &placement.epochs[placement.epochs.len() - 1];
@@ -281,47 +300,49 @@ fn route(placement: &Placement, request: &WriteRequest) -> Result<Routed, Servic
     Ok((groups, batches))
 }
 
-/// The series cut into the parts that fall into each epoch; one part (the
-/// series itself) in the usual case of a single epoch.
-fn split_by_epoch(placement: &Placement, series: &TimeSeries) -> Vec<(usize, TimeSeries)> {
+/// The series cut into the parts that fall into each epoch; the series
+/// itself in the usual case of a single epoch.
+fn split_by_epoch(placement: &Placement, series: TimeSeries) -> Vec<(usize, TimeSeries)> {
     let epoch_of = |t: i64| {
         placement
             .epochs
             .partition_point(|e| e.start_ms <= t)
             .saturating_sub(1)
     };
-    let times = series
-        .samples
-        .iter()
-        .map(|s| s.timestamp)
-        .chain(series.histograms.iter().map(|h| h.timestamp));
-    let mut epochs: Vec<usize> = times.map(epoch_of).collect();
-    epochs.sort_unstable();
-    epochs.dedup();
-    match epochs.as_slice() {
-        [] => vec![(placement.epochs.len() - 1, series.clone())],
-        [only] => vec![(*only, series.clone())],
-        _ => epochs
-            .into_iter()
-            .map(|e| {
-                let part = TimeSeries {
-                    labels: series.labels.clone(),
-                    samples: series
-                        .samples
-                        .iter()
-                        .filter(|s| epoch_of(s.timestamp) == e)
-                        .cloned()
-                        .collect(),
-                    histograms: series
-                        .histograms
-                        .iter()
-                        .filter(|h| epoch_of(h.timestamp) == e)
-                        .cloned()
-                        .collect(),
-                    exemplars: Vec::new(),
-                };
-                (e, part)
-            })
-            .collect(),
+    let times = || {
+        series
+            .samples
+            .iter()
+            .map(|s| s.timestamp)
+            .chain(series.histograms.iter().map(|h| h.timestamp))
+    };
+    let (Some(min), Some(max)) = (times().min(), times().max()) else {
+        return vec![(placement.epochs.len() - 1, series)];
+    };
+    let (first, last) = (epoch_of(min), epoch_of(max));
+    if first == last {
+        return vec![(first, series)];
     }
+    (first..=last)
+        .map(|e| {
+            let part = TimeSeries {
+                labels: series.labels.clone(),
+                samples: series
+                    .samples
+                    .iter()
+                    .filter(|s| epoch_of(s.timestamp) == e)
+                    .cloned()
+                    .collect(),
+                histograms: series
+                    .histograms
+                    .iter()
+                    .filter(|h| epoch_of(h.timestamp) == e)
+                    .cloned()
+                    .collect(),
+                exemplars: Vec::new(),
+            };
+            (e, part)
+        })
+        .filter(|(_, part)| !part.samples.is_empty() || !part.histograms.is_empty())
+        .collect()
 }
