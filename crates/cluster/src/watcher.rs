@@ -11,6 +11,9 @@ use tokio::sync::watch;
 use crate::MetaClient;
 use crate::placement::Placement;
 
+/// On-demand refreshes are at most this frequent.
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(200);
+
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -67,11 +70,13 @@ impl PlacementWatcher {
     /// A view fresh enough to route samples up to `newest_ms`: the current
     /// one, or a refreshed one when the current cannot route that far.
     pub async fn view_for(&self, newest_ms: i64) -> Result<Arc<Placement>, ServiceError> {
-        if let Some(current) = self.current()
-            && current.routable_until_ms() >= newest_ms
-            && !current.epochs.is_empty()
-        {
-            return Ok(current);
+        if let Some(current) = self.current() {
+            let routable = current.routable_until_ms() >= newest_ms && !current.epochs.is_empty();
+            // Samples from the future would otherwise ask meta on every request.
+            let just_fetched = current.fetched_at.elapsed() < MIN_REFRESH_GAP;
+            if routable || just_fetched {
+                return Ok(current);
+            }
         }
         self.refresh().await
     }

@@ -57,15 +57,6 @@ pub(crate) async fn write(
             ),
         ));
     }
-    if let Some(newest) = newest
-        && newest > placement.routable_until_ms()
-    {
-        return Err(ServiceError::new(
-            ErrorClass::Unavailable,
-            "the placement from the meta service is too old to route these samples; is meta reachable?",
-        ));
-    }
-
     // (floats, histograms) per series, to count what was written.
     let counts: Vec<(u64, u64)> = request
         .timeseries
@@ -75,12 +66,12 @@ pub(crate) async fn write(
     store.ensure_tenant(&request.tenant);
     let tenant = request.tenant;
     let metadata = request.metadata;
-    let (mut groups, batches) = route(
-        &placement,
-        &tenant,
-        request.timeseries,
-        !metadata.is_empty(),
-    )?;
+    // The view is as fresh as meta could give (`view_for` refreshed it
+    // when needed), so samples beyond its horizon are from the future.
+    let mut timeseries = request.timeseries;
+    let future = refuse_future_samples(&mut timeseries, placement.routable_until_ms());
+    let mut rejected: BTreeMap<u32, RejectedSeries> = BTreeMap::new();
+    let (mut groups, batches) = route(&placement, &tenant, timeseries, !metadata.is_empty())?;
 
     let mut pending = FuturesUnordered::new();
     let batch_count = batches.len();
@@ -131,7 +122,6 @@ pub(crate) async fn write(
         pending.push(async move { (node, batch.origin, batch.groups, task.await) });
     }
 
-    let mut rejected: BTreeMap<u32, RejectedSeries> = BTreeMap::new();
     let mut refusal: Option<ServiceError> = None;
     let mut answered = 0usize;
     while let Some((node, origin, node_groups, joined)) = pending.next().await {
@@ -194,6 +184,14 @@ pub(crate) async fn write(
             ),
         ));
     }
+    for (index, refusal) in future {
+        match rejected.get_mut(&index) {
+            Some(entry) => entry.rejected_samples += refusal.rejected_samples,
+            None => {
+                rejected.insert(index, refusal);
+            }
+        }
+    }
     let rejected: Vec<RejectedSeries> = rejected.into_values().collect();
     let (mut floats, mut histograms): (u64, u64) = counts
         .iter()
@@ -210,6 +208,43 @@ pub(crate) async fn write(
         histograms_written: histograms,
         rejected,
     })
+}
+
+/// Removes samples newer than `horizon` (the newest time the placement can
+/// route: a placement epoch may start after it that this process does not
+/// know yet) and reports them as refused, like any invalid sample.
+fn refuse_future_samples(
+    timeseries: &mut [TimeSeries],
+    horizon: i64,
+) -> BTreeMap<u32, RejectedSeries> {
+    let mut refused = BTreeMap::new();
+    for (index, series) in timeseries.iter_mut().enumerate() {
+        let before = series.samples.len() + series.histograms.len();
+        let newest = series
+            .samples
+            .iter()
+            .map(|s| s.timestamp)
+            .chain(series.histograms.iter().map(|h| h.timestamp))
+            .max();
+        if newest.is_none_or(|t| t <= horizon) {
+            continue;
+        }
+        series.samples.retain(|s| s.timestamp <= horizon);
+        series.histograms.retain(|h| h.timestamp <= horizon);
+        let count = before - series.samples.len() - series.histograms.len();
+        refused.insert(
+            index as u32,
+            RejectedSeries {
+                index: index as u32,
+                reason: format!(
+                    "{count} samples are too far in the future (after {horizon} ms, the placement horizon: now + meta.epoch_delay - 1s) for series {}",
+                    strata_common::labels::format(&series.labels)
+                ),
+                rejected_samples: count as u64,
+            },
+        );
+    }
+    refused
 }
 
 fn newest_timestamp(series: &[TimeSeries]) -> Option<i64> {
@@ -238,6 +273,9 @@ fn route(
     let mut groups: HashMap<GroupKey, Group> = HashMap::new();
     let mut batches: HashMap<String, NodeBatch> = HashMap::new();
     for (index, series) in timeseries.into_iter().enumerate() {
+        if series.samples.is_empty() && series.histograms.is_empty() {
+            continue;
+        }
         let hash = series_hash(&series.labels);
         for (epoch_index, part) in split_by_epoch(placement, series) {
             let epoch = &placement.epochs[epoch_index];

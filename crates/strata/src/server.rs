@@ -336,7 +336,18 @@ async fn serve_grpc(
     router: tonic::transport::server::Router,
     stopped: watch::Receiver<bool>,
 ) {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY small gRPC answers wait for the peer's delayed
+    // ACK (Nagle): a 40 ms floor under every call, measured.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |accepted| {
+            accepted.inspect(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!(%error, "cannot set TCP_NODELAY on a gRPC connection");
+                }
+            })
+        },
+    );
     let result = router
         .serve_with_incoming_shutdown(incoming, wait_for_stop(stopped))
         .await;

@@ -237,6 +237,24 @@ fn cluster_answers_like_a_single_node_and_keeps_tenants_apart() {
     );
     let result = data_of(&cluster.url(&query), Some("team-b"));
     assert_eq!(result["result"], serde_json::json!([]));
+    // A sample from the future (beyond the placement's horizon) is refused
+    // with 400 naming its series; the rest of the request is written.
+    let mut mixed = dataset("clock_check", 2, 1, now_ms() - 1_000);
+    mixed.timeseries[1].samples[0].timestamp = now_ms() + 3_600_000;
+    let (status, body) = push(&cluster.base, Some("team-a"), &mixed);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("too far in the future") && body.contains("host-1"),
+        "{body}"
+    );
+    let query = format!("/api/v1/query?query={}", encode("clock_check"));
+    let result = data_of(&cluster.url(&query), Some("team-a"));
+    assert_eq!(
+        result["result"].as_array().map(Vec::len),
+        Some(1),
+        "{result}"
+    );
+
     // Every sample is on a write quorum (2 of 3) of store nodes.
     let copies: usize = ["store-1", "store-2", "store-3"]
         .iter()
