@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=schemas");
     let descriptors = protox::compile(files, includes)?;
     tonic_prost_build::configure()
+        // Shared between replicas by reference count, never copied.
+        .bytes(".strata.store.v1.EncodedWriteRequest.timeseries")
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

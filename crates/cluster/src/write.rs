@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use prost::Message;
+use prost::bytes::Bytes;
 use strata_common::ServiceError;
 use strata_common::error::ErrorClass;
 use strata_proto::prometheus::TimeSeries;
-use strata_proto::store::{RejectedSeries, WriteRequest, WriteResponse};
+use strata_proto::store::{EncodedWriteRequest, RejectedSeries, WriteRequest, WriteResponse};
 
 use crate::ClusterStore;
 use crate::placement::{Placement, series_hash, shard_of};
@@ -33,10 +35,11 @@ impl Group {
     }
 }
 
-/// What one store node is sent: its series, and where each came from.
+/// What one store node is sent: its series (each encoded once, the bytes
+/// shared by every replica's batch), and where each came from.
 #[derive(Debug, Default)]
 struct NodeBatch {
-    series: Vec<TimeSeries>,
+    series: Vec<Bytes>,
     /// Index in the client's request of each entry of `series`.
     origin: Vec<u32>,
     groups: Vec<GroupKey>,
@@ -94,7 +97,7 @@ pub(crate) async fn write(
         let healthy = placement.is_healthy(&node)
             || batch.groups.iter().any(|key| needs_unhealthy.contains(key));
         let client = store.client(&address);
-        let write = WriteRequest {
+        let write = EncodedWriteRequest {
             tenant: tenant.clone(),
             timeseries: batch.series,
             // Every node of a request gets its metadata (see `route`).
@@ -109,9 +112,7 @@ pub(crate) async fn write(
                 ));
             }
             let client = client?;
-            match tokio::time::timeout(timeout, strata_common::StoreApi::write(&client, write))
-                .await
-            {
+            match tokio::time::timeout(timeout, client.write_encoded(write)).await {
                 Ok(result) => result,
                 Err(_) => Err(ServiceError::new(
                     ErrorClass::Timeout,
@@ -290,19 +291,13 @@ fn route(
                     failures: Vec::new(),
                 }
             });
-            // Clones for all replicas but the last, which takes the part.
-            let mut part = Some(part);
-            for (i, node) in group.replicas.iter().enumerate() {
+            let encoded = Bytes::from(part.encode_to_vec());
+            for node in &group.replicas {
                 let batch = match batches.get_mut(node) {
                     Some(batch) => batch,
                     None => batches.entry(node.clone()).or_default(),
                 };
-                let copy = if i + 1 == group.replicas.len() {
-                    part.take()
-                } else {
-                    part.clone()
-                };
-                batch.series.extend(copy);
+                batch.series.push(encoded.clone());
                 batch.origin.push(index as u32);
                 if !batch.groups.contains(&key) {
                     batch.groups.push(key);

@@ -8,9 +8,10 @@ use futures::StreamExt;
 use strata_proto::query::querier_client::QuerierClient;
 use strata_proto::query::{QueryRequest, QueryResponse};
 use strata_proto::store::{
-    FlushRequest, FlushResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, MetadataRequest, MetadataResponse, SelectRequest, SelectedSeries,
-    SeriesRequest, SeriesResponse, WriteRequest, WriteResponse, store_client::StoreClient,
+    EncodedWriteRequest, FlushRequest, FlushResponse, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, MetadataRequest, MetadataResponse, SelectRequest,
+    SelectedSeries, SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
+    store_client::StoreClient,
 };
 
 use crate::error::ErrorClass;
@@ -80,6 +81,7 @@ pub trait StoreApi: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct GrpcStoreClient {
     client: StoreClient<tonic::transport::Channel>,
+    channel: tonic::transport::Channel,
 }
 
 impl GrpcStoreClient {
@@ -91,10 +93,35 @@ impl GrpcStoreClient {
             })?
             .connect_lazy();
         Ok(GrpcStoreClient {
-            client: StoreClient::new(channel)
+            client: StoreClient::new(channel.clone())
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
+            channel,
         })
+    }
+
+    /// `Write` with series encoded beforehand: the distributor encodes each
+    /// series once and shares the bytes between the replicas' requests.
+    pub async fn write_encoded(
+        &self,
+        request: EncodedWriteRequest,
+    ) -> Result<WriteResponse, ServiceError> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        grpc.ready().await.map_err(|e| {
+            ServiceError::new(
+                ErrorClass::Unavailable,
+                format!("store connection not ready: {e}"),
+            )
+        })?;
+        let codec = tonic_prost::ProstCodec::<EncodedWriteRequest, WriteResponse>::default();
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/strata.store.v1.Store/Write");
+        Ok(grpc
+            .unary(tonic::Request::new(request), path, codec)
+            .await?
+            .into_inner())
     }
 }
 

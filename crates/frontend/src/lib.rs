@@ -88,6 +88,8 @@ struct Inner {
     querier: Option<Arc<dyn QueryApi>>,
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
     metrics: FrontendMetrics,
+    /// Decompressed remote-write bytes being written now.
+    inflight_write_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Frontend {
@@ -115,6 +117,7 @@ impl Frontend {
                 querier,
                 ready,
                 metrics: FrontendMetrics::new(registry),
+                inflight_write_bytes: Arc::default(),
             }),
         }
     }
@@ -129,6 +132,10 @@ impl Frontend {
 
     pub(crate) fn querier(&self) -> Option<&dyn QueryApi> {
         self.inner.querier.as_deref()
+    }
+
+    pub(crate) fn inflight_write_bytes(&self) -> &Arc<std::sync::atomic::AtomicUsize> {
+        &self.inner.inflight_write_bytes
     }
 
     pub(crate) fn metrics(&self) -> &FrontendMetrics {

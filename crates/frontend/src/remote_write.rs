@@ -3,6 +3,9 @@
 //! then one write to the store. Valid series are written even when others
 //! are refused; the answer is then 400 naming the first refused series.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -108,12 +111,24 @@ impl Frontend {
         let limits = &self.config().limits;
         let compressed = read_body(body, limits.max_request_body_bytes).await?;
         let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
+        let _in_flight = self.admit_write_bytes(decoded.len())?;
         let request = RawWriteRequest::decode(decoded.as_slice()).map_err(|e| {
             ApiError::bad_data(format!(
                 "body is not a valid remote-write protobuf message: {e}"
             ))
         })?;
         self.ingest(&tenant, request).await
+    }
+
+    /// Counts `bytes` as being written until the guard drops; 429 when
+    /// that would exceed `limits.max_inflight_write_bytes` (senders back
+    /// off and retry, and the frontend's memory stays bounded).
+    fn admit_write_bytes(&self, bytes: usize) -> Result<InFlightWrite, ApiError> {
+        admit(
+            self.inflight_write_bytes(),
+            self.config().limits.max_inflight_write_bytes,
+            bytes,
+        )
     }
 
     async fn ingest(
@@ -213,6 +228,30 @@ mod tests {
     }
 
     #[test]
+    fn in_flight_bytes_are_bounded_and_released() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let first = admit(&counter, 100, 60).expect("room");
+        let refused = admit(&counter, 100, 60).expect_err("over the limit");
+        assert_eq!(refused.class, ErrorClass::RateLimited);
+        assert_eq!(
+            counter.load(Ordering::Acquire),
+            60,
+            "a refusal holds nothing"
+        );
+        let small = admit(&counter, 100, 40).expect("fits exactly");
+        drop(first);
+        drop(small);
+        assert_eq!(counter.load(Ordering::Acquire), 0);
+        // Alone, a request larger than the limit is admitted.
+        let big = admit(&counter, 100, 500).expect("alone");
+        drop(big);
+        assert_eq!(counter.load(Ordering::Acquire), 0);
+        // 0: no limit.
+        let _a = admit(&counter, 0, 1 << 30).expect("unlimited");
+        let _b = admit(&counter, 0, 1 << 30).expect("unlimited");
+    }
+
+    #[test]
     fn content_headers() {
         let mut headers = HeaderMap::new();
         assert!(check_content_headers(&headers).is_ok());
@@ -235,5 +274,43 @@ mod tests {
         );
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert!(check_content_headers(&headers).is_err());
+    }
+}
+
+/// Counts `bytes` in `counter` unless that exceeds `limit` while something
+/// else is in flight. A request alone above the limit still gets through,
+/// or it could never be written.
+fn admit(
+    counter: &Arc<AtomicUsize>,
+    limit: usize,
+    bytes: usize,
+) -> Result<InFlightWrite, ApiError> {
+    let before = counter.fetch_add(bytes, Ordering::AcqRel);
+    let guard = InFlightWrite {
+        counter: counter.clone(),
+        bytes,
+    };
+    if limit > 0 && before > 0 && before + bytes > limit {
+        return Err(ApiError::new(
+            ErrorClass::RateLimited,
+            format!(
+                "too many remote-write bytes in flight: {} of at most {limit} (limits.max_inflight_write_bytes); retry later",
+                before + bytes
+            ),
+        ));
+    }
+    Ok(guard)
+}
+
+/// Decompressed bytes of one write, counted while it is in flight.
+#[derive(Debug)]
+struct InFlightWrite {
+    counter: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for InFlightWrite {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }

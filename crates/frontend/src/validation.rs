@@ -28,6 +28,9 @@ pub struct LimitsConfig {
     pub max_decompressed_body_bytes: usize,
     /// Longest PromQL expression accepted, in bytes (0 = no limit).
     pub max_query_bytes: usize,
+    /// Decompressed remote-write bytes being written at once; a request
+    /// beyond it gets 429 (0 = no limit).
+    pub max_inflight_write_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -39,6 +42,7 @@ impl Default for LimitsConfig {
             max_request_body_bytes: 10 << 20,
             max_decompressed_body_bytes: 100 << 20,
             max_query_bytes: 256 << 10,
+            max_inflight_write_bytes: 512 << 20,
         }
     }
 }

@@ -127,6 +127,10 @@ pub struct Cli {
     #[arg(long = "limits.max-query-bytes", value_name = "BYTES")]
     pub max_query_bytes: Option<usize>,
 
+    /// Decompressed remote-write bytes being written at once; beyond it 429, 0 for no limit [default: 536870912].
+    #[arg(long = "limits.max-inflight-write-bytes", value_name = "BYTES")]
+    pub max_inflight_write_bytes: Option<usize>,
+
     /// Largest frame of a streamed remote-read response [default: 1048576].
     #[arg(long = "remote-read.max-bytes-in-frame", value_name = "BYTES")]
     pub max_bytes_in_frame: Option<usize>,
@@ -309,6 +313,10 @@ impl Cli {
             &self.max_decompressed_body_bytes,
         );
         set(&mut c.limits.max_query_bytes, &self.max_query_bytes);
+        set(
+            &mut c.limits.max_inflight_write_bytes,
+            &self.max_inflight_write_bytes,
+        );
         set(
             &mut c.remote_read.max_bytes_in_frame,
             &self.max_bytes_in_frame,
