@@ -20,19 +20,33 @@ use crate::support::*;
 struct Cluster {
     dir: tempfile::TempDir,
     base: String,
+    /// First port of the block this cluster's processes take.
+    first_port: u16,
+}
+
+/// Clusters started by this test process so far.
+static CLUSTERS: AtomicU64 = AtomicU64::new(0);
+
+/// A block of 40 ports for a new cluster, below Linux's ephemeral range
+/// (32768+), where outgoing connections and `free_port()` would race with
+/// the script's probing; blocks differ per process and per cluster.
+fn port_block() -> u16 {
+    let cluster = CLUSTERS.fetch_add(1, Ordering::Relaxed) % 5;
+    let process = u64::from(std::process::id()) % 50;
+    (20_000 + process * 200 + cluster * 40) as u16
 }
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster")
 }
 
-fn run_script(dir: &Path, args: &[&str]) -> String {
+fn run_script(dir: &Path, first_port: u16, args: &[&str]) -> String {
     let output = Command::new(script())
         .arg(args[0])
         .arg(dir)
         .args(&args[1..])
         .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
-        .env("STRATA_BASE_PORT", free_port().to_string())
+        .env("STRATA_BASE_PORT", first_port.to_string())
         .env("STRATA_EPOCH_DELAY", "3s")
         .env("STRATA_HEARTBEAT_TIMEOUT", "3s")
         .env("STRATA_HEARTBEAT_INTERVAL", "500ms")
@@ -51,13 +65,18 @@ fn run_script(dir: &Path, args: &[&str]) -> String {
 impl Cluster {
     fn up() -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let stdout = run_script(dir.path(), &["up"]);
+        let first_port = port_block();
+        let stdout = run_script(dir.path(), first_port, &["up"]);
         let base = stdout.lines().last().unwrap_or_default().trim().to_owned();
         assert!(
             base.starts_with("http://"),
             "last line is the URL: {stdout}"
         );
-        Cluster { dir, base }
+        Cluster {
+            dir,
+            base,
+            first_port,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -65,15 +84,15 @@ impl Cluster {
     }
 
     fn kill(&self, name: &str) {
-        run_script(self.dir.path(), &["stop", name, "--kill"]);
+        run_script(self.dir.path(), self.first_port, &["stop", name, "--kill"]);
     }
 
     fn start(&self, name: &str) {
-        run_script(self.dir.path(), &["start", name]);
+        run_script(self.dir.path(), self.first_port, &["start", name]);
     }
 
     fn add_store(&self) -> String {
-        run_script(self.dir.path(), &["add-store"])
+        run_script(self.dir.path(), self.first_port, &["add-store"])
             .lines()
             .last()
             .unwrap_or_default()
