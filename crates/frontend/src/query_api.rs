@@ -100,13 +100,18 @@ impl Frontend {
             ));
         };
         let started = std::time::Instant::now();
-        let response = querier.query(request).await?;
+        let (response, outcome) = querier.query(request, now_ms()).await?;
         let stats = stats.then(|| QueryStats {
             seconds: started.elapsed().as_secs_f64(),
             total_queryable_samples: response.total_queryable_samples,
             peak_samples: response.peak_samples,
         });
-        Ok(json_response(render_success(&response, stats.as_ref())))
+        let mut http = json_response(render_success(&response, stats.as_ref()));
+        http.headers_mut().insert(
+            crate::CACHE_HEADER,
+            HeaderValue::from_static(outcome.cache_status()),
+        );
+        Ok(http)
     }
 }
 
