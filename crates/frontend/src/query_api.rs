@@ -105,6 +105,7 @@ impl Frontend {
             seconds: started.elapsed().as_secs_f64(),
             total_queryable_samples: response.total_queryable_samples,
             peak_samples: response.peak_samples,
+            frontend: Some(outcome.clone()),
         });
         let mut http = json_response(render_success(&response, stats.as_ref()));
         http.headers_mut().insert(
@@ -124,20 +125,34 @@ fn wants_stats(params: &Params) -> bool {
 /// phase here, so every evaluation timing is the query's wall time and the
 /// queue and preparation times are zero; samples are those the selectors
 /// loaded. (`stats=all`'s per-step counts are not produced yet.)
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct QueryStats {
     seconds: f64,
     total_queryable_samples: u64,
     peak_samples: u64,
+    /// What the query frontend did: splits, cache, querier calls, queue time.
+    frontend: Option<crate::query_frontend::QueryOutcome>,
 }
 
 fn write_stats(out: &mut String, stats: &QueryStats) {
     let t = stats.seconds;
+    let queue = stats.frontend.as_ref().map_or(0.0, |f| f.queue_seconds);
     let _ = write!(
         out,
-        r#","stats":{{"timings":{{"evalTotalTime":{t},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{t},"execQueueTime":0,"execTotalTime":{t}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}"#,
+        r#","stats":{{"timings":{{"evalTotalTime":{t},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{t},"execQueueTime":{queue},"execTotalTime":{t}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}"#,
         stats.total_queryable_samples, stats.peak_samples
     );
+    if let Some(f) = &stats.frontend {
+        let _ = write!(
+            out,
+            r#","queryFrontend":{{"splits":{},"cachedExtents":{},"querierCalls":{},"cache":"{}"}}"#,
+            f.splits,
+            f.cached,
+            f.fetched,
+            f.cache_status()
+        );
+    }
+    out.push('}');
 }
 
 /// Refuses expressions longer than `limit` bytes (0 = no limit) before any work.
@@ -375,6 +390,7 @@ mod tests {
             seconds: 0.5,
             total_queryable_samples: 7,
             peak_samples: 3,
+            frontend: None,
         };
         let json: serde_json::Value =
             serde_json::from_str(&render_success(&response, Some(&stats))).expect("valid json");

@@ -511,39 +511,60 @@ impl QueryFrontend {
         self.metrics.cache_hits.inc_by(cached as u64);
         self.metrics.cache_misses.inc_by(missing as u64);
 
-        let fresh = (cacheable_end < piece.end).then(|| ranged(cacheable_end + step, piece.end));
-        let segment_answers = try_join_all(segments.into_iter().map(|segment| async {
-            match segment {
-                Segment::Cached { extent, from, to } => {
-                    Ok(split::slice(&extent.response, from, to))
+        // The recent part is fetched with the last missing extent when they
+        // touch (one call), but only the old enough part is stored.
+        let mut work: Vec<Work> = segments
+            .into_iter()
+            .map(|segment| match segment {
+                Segment::Cached { extent, from, to } => Work::Cached { extent, from, to },
+                Segment::Missing { from, to } => Work::Fetch {
+                    from,
+                    to,
+                    store_to: Some(to),
+                },
+            })
+            .collect();
+        if cacheable_end < piece.end {
+            match work.last_mut() {
+                Some(Work::Fetch { to, .. }) if *to == cacheable_end => *to = piece.end,
+                _ => work.push(Work::Fetch {
+                    from: cacheable_end + step,
+                    to: piece.end,
+                    store_to: None,
+                }),
+            }
+        }
+        let parts = try_join_all(work.into_iter().map(|work| async {
+            match work {
+                Work::Cached { extent, from, to } => {
+                    Ok::<_, ServiceError>(split::slice(&extent.response, from, to))
                 }
-                Segment::Missing { from, to } => {
+                Work::Fetch { from, to, store_to } => {
                     let response = self.fetch(ranged(from, to), tally).await?;
-                    cache.store(
-                        key.clone(),
-                        Extent {
-                            start: from,
-                            end: to,
-                            response: Arc::new(response.clone()),
-                        },
-                        step,
-                    );
+                    if let Some(store_to) = store_to {
+                        let stored = if store_to < to {
+                            split::slice(&response, from, store_to)
+                        } else {
+                            response.clone()
+                        };
+                        cache.store(
+                            key.clone(),
+                            Extent {
+                                start: from,
+                                end: store_to,
+                                response: Arc::new(stored),
+                            },
+                            step,
+                        );
+                    }
                     Ok(response)
                 }
             }
-        }));
-        let fresh_answer = async {
-            match fresh {
-                Some(fresh) => self.fetch(fresh, tally).await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (mut parts, fresh_answer) =
-            futures::future::try_join(segment_answers, fresh_answer).await?;
+        }))
+        .await?;
         self.metrics
             .cache_bytes
             .set(i64::try_from(cache.weighted_size()).unwrap_or(i64::MAX));
-        parts.extend(fresh_answer);
         split::merge(parts).ok_or_else(|| {
             ServiceError::internal(
                 "a querier answered a range query with something other than a matrix",
@@ -638,6 +659,18 @@ impl QueryFrontend {
             query_log!(info);
         }
     }
+}
+
+/// One part of a split interval's answer.
+enum Work {
+    /// Points `from..=to` of a cached extent.
+    Cached { extent: Extent, from: i64, to: i64 },
+    /// Points `from..=to` from a querier, `from..=store_to` of them to be cached.
+    Fetch {
+        from: i64,
+        to: i64,
+        store_to: Option<i64>,
+    },
 }
 
 /// A tenant's running query, counted until dropped.

@@ -519,3 +519,29 @@ fn config_validation_names_the_key() {
     assert_eq!(format_ms(90_000), "1m30s");
     assert_eq!(format_ms(8 * 24 * HOUR), "8d");
 }
+
+#[test]
+fn cache_metrics_are_registered_in_the_given_registry() {
+    let mut registry = Registry::default();
+    let inner: Arc<dyn QueryApi> = Arc::new(Fake::default());
+    let frontend = QueryFrontend::new(&config("2h"), inner, &mut registry);
+    let rt = runtime();
+    let request = range("a", "m", NOW - 6 * HOUR, NOW - 2 * HOUR, MINUTE);
+    rt.block_on(frontend.query(request.clone(), NOW))
+        .expect("answer");
+    rt.block_on(frontend.query(request, NOW)).expect("answer");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    for expected in [
+        "strata_query_frontend_results_cache_hits_total 3",
+        "strata_query_frontend_results_cache_misses_total 3",
+        "strata_query_frontend_querier_requests_total 3",
+        "strata_query_frontend_queries_total 2",
+    ] {
+        assert!(text.contains(expected), "{expected} missing in\n{text}");
+    }
+    assert!(
+        !text.contains("strata_query_frontend_results_cache_bytes 0\n"),
+        "{text}"
+    );
+}
