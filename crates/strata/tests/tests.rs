@@ -8,5 +8,6 @@ mod blocks;
 mod crash;
 mod differential;
 mod prometheus_interop;
+mod query_frontend;
 mod roles;
 mod telemetry;
