@@ -443,7 +443,10 @@ impl QueryFrontend {
         tally: &Tally,
     ) -> Result<(QueryResponse, usize), ServiceError> {
         let interval = self.settings.split_interval_ms;
-        if request.step_ms <= 0 || interval <= 0 {
+        if request.step_ms <= 0 {
+            return Ok((self.instant(request, now_ms, tally).await?, 1));
+        }
+        if interval <= 0 {
             return Ok((self.fetch(request.clone(), tally).await?, 1));
         }
         let analysis = match split::analyze(&request.query) {
@@ -456,16 +459,53 @@ impl QueryFrontend {
             return Ok((self.fetch(request.clone(), tally).await?, 1));
         };
         let query: Arc<str> = Arc::from(analysis.normalized);
-        let answers = try_join_all(
+        let mut answers = try_join_all(
             pieces
                 .iter()
                 .map(|piece| self.answer_piece(request, piece, &query, now_ms, tally)),
         )
         .await?;
+        if answers.len() == 1 {
+            return Ok((answers.pop().unwrap_or_default(), 1));
+        }
         match split::merge(answers) {
             Some(merged) => Ok((merged, pieces.len())),
             None => Ok((self.fetch(request.clone(), tally).await?, 1)),
         }
+    }
+
+    /// An instant query, from the cache when its time is old enough.
+    async fn instant(
+        &self,
+        request: &QueryRequest,
+        now_ms: i64,
+        tally: &Tally,
+    ) -> Result<QueryResponse, ServiceError> {
+        let cutoff = now_ms.saturating_sub(self.settings.max_cache_freshness_ms);
+        let (Some(cache), Some(analysis)) = (&self.cache, split::analyze(&request.query)) else {
+            return self.fetch(request.clone(), tally).await;
+        };
+        if request.start_ms > cutoff {
+            return self.fetch(request.clone(), tally).await;
+        }
+        let key = CacheKey {
+            tenant: request.tenant.clone(),
+            query: Arc::from(analysis.normalized),
+            step_ms: 0,
+            offset_ms: request.start_ms,
+            lookback_delta_ms: request.lookback_delta_ms,
+            interval_ms: 0,
+            index: 0,
+        };
+        if let Some(cached) = cache.get_instant(&key) {
+            tally.cached.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_hits.inc();
+            return Ok(QueryResponse::clone(&cached));
+        }
+        self.metrics.cache_misses.inc();
+        let response = self.fetch(request.clone(), tally).await?;
+        cache.put_instant(key, request.start_ms, response.clone());
+        Ok(response)
     }
 
     /// One split interval: what the cache holds plus what it does not.
@@ -534,7 +574,7 @@ impl QueryFrontend {
                 }),
             }
         }
-        let parts = try_join_all(work.into_iter().map(|work| async {
+        let mut parts = try_join_all(work.into_iter().map(|work| async {
             match work {
                 Work::Cached { extent, from, to } => {
                     Ok::<_, ServiceError>(split::slice(&extent.response, from, to))
@@ -565,6 +605,9 @@ impl QueryFrontend {
         self.metrics
             .cache_bytes
             .set(i64::try_from(cache.weighted_size()).unwrap_or(i64::MAX));
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
         split::merge(parts).ok_or_else(|| {
             ServiceError::internal(
                 "a querier answered a range query with something other than a matrix",

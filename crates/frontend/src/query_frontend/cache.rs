@@ -12,7 +12,8 @@ use strata_proto::query::{QueryResponse, query_response};
 
 use super::split;
 
-/// Everything an answer depends on besides the time range. The tenant is
+/// Everything an answer depends on besides the time range (for an
+/// instant query: `step_ms` 0, the time as `offset_ms`, no interval). The tenant is
 /// part of it, so one tenant's entries can never answer another's query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
@@ -129,28 +130,49 @@ impl ResultsCache {
         });
         // Old extents first for the points `new` does not cover; `new` wins where both do.
         joined.sort_by_key(|x| x.start);
-        let mut parts = Vec::new();
-        for extent in &joined {
-            if extent.start < new.start {
-                parts.push(split::slice(&extent.response, extent.start, new.start - 1));
+        let response = if joined.is_empty() {
+            new.response
+        } else {
+            let mut parts = Vec::new();
+            for extent in &joined {
+                if extent.start < new.start {
+                    parts.push(split::slice(&extent.response, extent.start, new.start - 1));
+                }
             }
-        }
-        parts.push(strip_stats(&new.response));
-        for extent in &joined {
-            if extent.end > new.end {
-                parts.push(split::slice(&extent.response, new.end + 1, extent.end));
+            parts.push(QueryResponse::clone(&new.response));
+            for extent in &joined {
+                if extent.end > new.end {
+                    parts.push(split::slice(&extent.response, new.end + 1, extent.end));
+                }
             }
-        }
-        let Some(merged) = split::merge(parts) else {
-            return;
+            match split::merge(parts) {
+                Some(merged) => Arc::new(merged),
+                None => return,
+            }
         };
         kept.push(Extent {
             start,
             end,
-            response: Arc::new(merged),
+            response,
         });
         kept.sort_by_key(|x| x.start);
         self.entries.insert(key, Arc::new(kept));
+    }
+
+    /// The whole answer stored under `key` for one time (instant queries).
+    pub(crate) fn get_instant(&self, key: &CacheKey) -> Option<Arc<QueryResponse>> {
+        let extents = self.entries.get(key)?;
+        extents.first().map(|extent| Arc::clone(&extent.response))
+    }
+
+    /// Stores the answer of an instant query at `time`.
+    pub(crate) fn put_instant(&self, key: CacheKey, time: i64, response: QueryResponse) {
+        let extent = Extent {
+            start: time,
+            end: time,
+            response: Arc::new(strip_stats(&response)),
+        };
+        self.entries.insert(key, Arc::new(vec![extent]));
     }
 
     /// Bytes the cache holds, by the weigher's estimate.
@@ -188,6 +210,18 @@ fn weight(response: &QueryResponse) -> usize {
                         .sum::<usize>()
             })
             .sum(),
+        Some(query_response::Result::Vector(v)) => v
+            .samples
+            .iter()
+            .map(|s| {
+                64 + s
+                    .labels
+                    .iter()
+                    .map(|l| l.name.len() + l.value.len() + 48)
+                    .sum::<usize>()
+            })
+            .sum(),
+        Some(query_response::Result::String(s)) => s.value.len(),
         _ => 0,
     };
     64 + annotations + series

@@ -22,6 +22,8 @@ struct Fake {
     failures: AtomicU32,
     /// Class of the failures.
     failure_class: Mutex<Option<ErrorClass>>,
+    /// When set, every call waits for a permit after being recorded.
+    gate: Option<tokio::sync::Semaphore>,
 }
 
 impl Fake {
@@ -93,6 +95,12 @@ impl Fake {
 impl QueryApi for Fake {
     async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ServiceError> {
         self.calls.lock().expect("lock").push(request.clone());
+        if let Some(gate) = &self.gate {
+            gate.acquire()
+                .await
+                .map_err(|_| ServiceError::internal("gate closed"))?
+                .forget();
+        }
         if request.query.contains("slow") {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
@@ -308,15 +316,36 @@ fn range_dependent_queries_run_whole() {
 }
 
 #[test]
-fn instant_queries_are_passed_through() {
+fn instant_queries_are_cached_only_when_old_enough() {
     let (frontend, fake) = frontend(&config("1h"));
     let rt = runtime();
-    let request = range("a", "m", NOW, NOW, 0);
-    let (got, _) = rt
-        .block_on(frontend.query(request.clone(), NOW))
+    let recent = range("a", "m", NOW - MINUTE, NOW - MINUTE, 0);
+    for _ in 0..2 {
+        let (got, outcome) = rt
+            .block_on(frontend.query(recent.clone(), NOW))
+            .expect("answer");
+        assert_eq!(got, Fake::answer(&recent));
+        assert_eq!(outcome.cache_status(), "miss");
+    }
+    let old = range("a", "m", NOW - HOUR, NOW - HOUR, 0);
+    let (_, first) = rt
+        .block_on(frontend.query(old.clone(), NOW))
         .expect("answer");
-    assert_eq!(got, Fake::answer(&request));
-    assert_eq!(fake.calls(), [request]);
+    let (got, second) = rt
+        .block_on(frontend.query(old.clone(), NOW))
+        .expect("answer");
+    assert_eq!(
+        (first.cache_status(), second.cache_status()),
+        ("miss", "hit")
+    );
+    assert_eq!(without_stats(got), without_stats(Fake::answer(&old)));
+    let other = QueryRequest {
+        tenant: "b".to_owned(),
+        ..old.clone()
+    };
+    let (_, outcome) = rt.block_on(frontend.query(other, NOW)).expect("answer");
+    assert_eq!(outcome.cache_status(), "miss");
+    assert_eq!(fake.calls().len(), 4);
 }
 
 #[test]
@@ -544,4 +573,39 @@ fn cache_metrics_are_registered_in_the_given_registry() {
         !text.contains("strata_query_frontend_results_cache_bytes 0\n"),
         "{text}"
     );
+}
+
+#[test]
+fn a_flood_of_split_queries_from_one_tenant_does_not_delay_another() {
+    let mut config = config("1h");
+    config.max_concurrent = 1;
+    let fake = Arc::new(Fake {
+        gate: Some(tokio::sync::Semaphore::new(0)),
+        ..Fake::default()
+    });
+    let inner: Arc<dyn QueryApi> = fake.clone();
+    let frontend = Arc::new(QueryFrontend::new(&config, inner, &mut Registry::default()));
+    let rt = runtime();
+    rt.block_on(async {
+        // Tenant a: 50 one-hour intervals; one runs, 49 wait.
+        let flood = {
+            let frontend = Arc::clone(&frontend);
+            let request = range("a", "m", NOW - 60 * HOUR, NOW - 11 * HOUR + MINUTE, MINUTE);
+            tokio::spawn(async move { frontend.query(request, NOW).await })
+        };
+        until(|| fake.calls().len() == 1 && frontend.queue.waiting() >= 49).await;
+        let single = {
+            let frontend = Arc::clone(&frontend);
+            let request = range("b", "m", NOW - 20 * HOUR, NOW - 20 * HOUR + MINUTE, MINUTE);
+            tokio::spawn(async move { frontend.query(request, NOW).await })
+        };
+        until(|| frontend.queue.waiting() >= 50).await;
+        fake.gate.as_ref().expect("gate").add_permits(1000);
+        flood.await.expect("task").expect("answer");
+        single.await.expect("task").expect("answer");
+    });
+    let calls = fake.calls();
+    let b = calls.iter().position(|c| c.tenant == "b").expect("b ran");
+    // a's running call, at most one more of a's, then b.
+    assert!(b <= 2, "b's call was number {b} of {}", calls.len());
 }
