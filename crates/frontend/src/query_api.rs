@@ -277,12 +277,23 @@ fn write_annotations(out: &mut String, key: &str, items: &[String]) {
     out.push(']');
 }
 
-/// `[<seconds>,"<value>"]`.
+/// `[<seconds>,"<value>"]`, written in place (a matrix has millions of points).
 fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
-    out.push_str(&format_timestamp(t));
+    let sign = if t < 0 { "-" } else { "" };
+    let (seconds, fraction) = (t.unsigned_abs() / 1000, t.unsigned_abs() % 1000);
+    let _ = if fraction == 0 {
+        write!(out, "{sign}{seconds}")
+    } else {
+        write!(out, "{sign}{seconds}.{fraction:03}")
+    };
     out.push_str(",\"");
-    out.push_str(&format_value(v));
+    // Plain decimals (the common case) need no rewriting of Rust's output.
+    if v.is_finite() && (v == 0.0 || (1e-6..1e21).contains(&v.abs())) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_value(v));
+    }
     out.push_str("\"]");
 }
 
