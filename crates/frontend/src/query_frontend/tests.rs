@@ -609,3 +609,34 @@ fn a_flood_of_split_queries_from_one_tenant_does_not_delay_another() {
     // a's running call, at most one more of a's, then b.
     assert!(b <= 2, "b's call was number {b} of {}", calls.len());
 }
+
+#[test]
+fn a_query_whose_client_went_away_leaves_nothing_queued_or_running() {
+    let mut config = config("1h");
+    config.max_concurrent = 1;
+    let fake = Arc::new(Fake {
+        gate: Some(tokio::sync::Semaphore::new(0)),
+        ..Fake::default()
+    });
+    let inner: Arc<dyn QueryApi> = fake.clone();
+    let frontend = Arc::new(QueryFrontend::new(&config, inner, &mut Registry::default()));
+    let rt = runtime();
+    rt.block_on(async {
+        let abandoned = {
+            let frontend = Arc::clone(&frontend);
+            let request = range("a", "m", NOW - 30 * HOUR, NOW - 11 * HOUR, MINUTE);
+            tokio::spawn(async move { frontend.query(request, NOW).await })
+        };
+        until(|| fake.calls().len() == 1 && frontend.queue.waiting() >= 18).await;
+        // The HTTP handler's future is dropped when the client disconnects.
+        abandoned.abort();
+        until(|| frontend.queue.waiting() == 0).await;
+        // The running call was cancelled too: its slot serves the next query.
+        fake.gate.as_ref().expect("gate").add_permits(1);
+        let request = range("b", "m", NOW - 20 * HOUR, NOW - 20 * HOUR + MINUTE, MINUTE);
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), frontend.query(request, NOW)).await;
+        assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
+    });
+    assert_eq!(fake.calls().len(), 2);
+}
