@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU32;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::gauge::Gauge;
 use proptest::prelude::*;
 use strata_proto::prometheus::Label;
 use strata_proto::query::{Matrix, PromSample, PromSeries, Vector};
