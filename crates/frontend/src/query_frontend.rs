@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use prometheus_client::registry::Registry;
 use strata_common::{ErrorClass, QueryApi, ServiceError};
 use strata_proto::query::{QueryRequest, QueryResponse, query_response};
@@ -134,21 +135,22 @@ impl QueryFrontend {
         self.check_limits(&request, now_ms)?;
         let _running = self.start_running(&request.tenant)?;
         let tally = Tally::default();
-        let result = match tokio::time::timeout(
-            self.settings.timeout,
-            self.execute(&request, now_ms, &tally),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ServiceError::new(
-                ErrorClass::Timeout,
-                format!(
-                    "query timed out in the query frontend after {}",
-                    format_ms(i64::try_from(self.settings.timeout.as_millis()).unwrap_or(i64::MAX))
-                ),
-            )),
+        // The request's own `timeout` can only shorten the frontend's.
+        let timeout = match u64::try_from(request.timeout_ms) {
+            Ok(ms) if ms > 0 => self.settings.timeout.min(Duration::from_millis(ms)),
+            _ => self.settings.timeout,
         };
+        let result =
+            match tokio::time::timeout(timeout, self.execute(&request, now_ms, &tally)).await {
+                Ok(result) => result,
+                Err(_) => Err(ServiceError::new(
+                    ErrorClass::Timeout,
+                    format!(
+                        "query timed out in the query frontend after {}",
+                        format_ms(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+                    ),
+                )),
+            };
         let (response, splits) = match result {
             Ok(answer) => answer,
             Err(error) => {
@@ -239,13 +241,21 @@ impl QueryFrontend {
         else {
             return Ok((self.fetch(request.clone(), tally).await?, 1));
         };
+        let cacheable = !analysis.reads_ahead;
         let query: Arc<str> = Arc::from(analysis.normalized);
-        let mut answers = try_join_all(
-            pieces
-                .iter()
-                .map(|piece| self.answer_piece(request, piece, &query, now_ms, tally)),
-        )
-        .await?;
+        // At most `max_query_parallelism` intervals of one query in flight.
+        // (Boxed: a stream over borrowing futures is otherwise not provably `Send`.)
+        let work: Vec<futures::future::BoxFuture<'_, Result<QueryResponse, ServiceError>>> = pieces
+            .iter()
+            .map(|piece| {
+                Box::pin(self.answer_piece(request, piece, &query, cacheable, now_ms, tally))
+                    as futures::future::BoxFuture<'_, _>
+            })
+            .collect();
+        let mut answers: Vec<QueryResponse> = futures::stream::iter(work)
+            .buffered(self.settings.max_query_parallelism)
+            .try_collect()
+            .await?;
         if answers.len() == 1 {
             return Ok((answers.pop().unwrap_or_default(), 1));
         }
@@ -263,7 +273,8 @@ impl QueryFrontend {
         tally: &Tally,
     ) -> Result<QueryResponse, ServiceError> {
         let cutoff = now_ms.saturating_sub(self.settings.max_cache_freshness_ms);
-        let (Some(cache), Some(analysis)) = (&self.cache, split::analyze(&request.query)) else {
+        let analysis = split::analyze(&request.query).filter(|a| !a.reads_ahead);
+        let (Some(cache), Some(analysis)) = (&self.cache, analysis) else {
             return self.fetch(request.clone(), tally).await;
         };
         if request.start_ms > cutoff {
@@ -295,6 +306,7 @@ impl QueryFrontend {
         request: &QueryRequest,
         piece: &Piece,
         query: &Arc<str>,
+        cacheable: bool,
         now_ms: i64,
         tally: &Tally,
     ) -> Result<QueryResponse, ServiceError> {
@@ -304,7 +316,7 @@ impl QueryFrontend {
             end_ms: end,
             ..request.clone()
         };
-        let Some(cache) = &self.cache else {
+        let Some(cache) = self.cache.as_ref().filter(|_| cacheable) else {
             return self.fetch(ranged(piece.start, piece.end), tally).await;
         };
         // The last grid point old enough to cache.

@@ -25,6 +25,8 @@ pub struct QueryFrontendConfig {
     pub max_cache_freshness: String,
     /// Querier calls in flight at once, all tenants together.
     pub max_concurrent: usize,
+    /// Split intervals of one query evaluated at once (the rest wait their turn).
+    pub max_query_parallelism: usize,
     /// Querier calls one tenant may have waiting in its queue; more get 429 (0 = no limit).
     pub max_outstanding_per_tenant: usize,
     /// Queries one tenant may run at once; more get 429 (0 = no limit).
@@ -50,6 +52,7 @@ impl Default for QueryFrontendConfig {
             results_cache_ttl: "24h".to_owned(),
             max_cache_freshness: "10m".to_owned(),
             max_concurrent: 16,
+            max_query_parallelism: 14,
             max_outstanding_per_tenant: 2048,
             max_concurrent_queries_per_tenant: 64,
             max_retries: 3,
@@ -104,6 +107,9 @@ impl QueryFrontendConfig {
         if self.max_concurrent == 0 {
             return Err("query_frontend.max_concurrent must be greater than 0".to_owned());
         }
+        if self.max_query_parallelism == 0 {
+            return Err("query_frontend.max_query_parallelism must be greater than 0".to_owned());
+        }
         Ok(())
     }
 }
@@ -114,6 +120,7 @@ pub(super) struct Settings {
     pub(super) split_interval_ms: i64,
     pub(super) max_cache_freshness_ms: i64,
     pub(super) max_concurrent_queries_per_tenant: usize,
+    pub(super) max_query_parallelism: usize,
     pub(super) max_retries: u32,
     pub(super) timeout: Duration,
     pub(super) max_query_length_ms: i64,
@@ -137,6 +144,7 @@ impl Settings {
             ),
             max_cache_freshness_ms: ms(&config.max_cache_freshness, &defaults.max_cache_freshness),
             max_concurrent_queries_per_tenant: config.max_concurrent_queries_per_tenant,
+            max_query_parallelism: config.max_query_parallelism.max(1),
             max_retries: config.max_retries,
             timeout: millis(ms(&config.timeout, &defaults.timeout)),
             max_query_length_ms: ms(&config.max_query_length, "0s"),

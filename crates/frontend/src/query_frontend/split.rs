@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use promql_parser::parser::{self, AtModifier, Expr};
+use promql_parser::parser::{self, AtModifier, Expr, Offset};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use strata_proto::prometheus::Label;
 use strata_proto::query::{Matrix, PromSeries, QueryResponse, query_response};
@@ -63,13 +63,17 @@ pub(crate) struct Analysis {
     /// Whether the query's answer depends on its range (`@ start()`,
     /// `@ end()`), so it must not be split or cached.
     pub range_dependent: bool,
+    /// Whether a step may read samples after its own time (a negative
+    /// `offset`, an `@ <time>`): its answer may still change while the step
+    /// is older than the freshness window, so it is not cached.
+    pub reads_ahead: bool,
 }
 
 /// Parses `query`; `None` when it does not parse (the querier then reports
 /// the error as Prometheus words it).
 pub(crate) fn analyze(query: &str) -> Option<Analysis> {
     let expr = parser::parse(query).ok()?;
-    let mut finder = RangeDependence(false);
+    let mut finder = Modifiers::default();
     // The visitor never fails.
     let _ = walk_expr(&mut finder, &expr);
     let printed = expr.to_string();
@@ -79,26 +83,35 @@ pub(crate) fn analyze(query: &str) -> Option<Analysis> {
     };
     Some(Analysis {
         normalized,
-        range_dependent: finder.0,
+        range_dependent: finder.range_dependent,
+        reads_ahead: finder.reads_ahead,
     })
 }
 
-/// Finds `@ start()` and `@ end()` anywhere in an expression.
-struct RangeDependence(bool);
+/// Finds `@` modifiers and negative offsets anywhere in an expression.
+#[derive(Default)]
+struct Modifiers {
+    range_dependent: bool,
+    reads_ahead: bool,
+}
 
-impl ExprVisitor for RangeDependence {
+impl ExprVisitor for Modifiers {
     type Error = std::convert::Infallible;
 
     fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
-        let at = match expr {
-            Expr::VectorSelector(vs) => vs.at.as_ref(),
-            Expr::MatrixSelector(ms) => ms.vs.at.as_ref(),
-            Expr::Subquery(sq) => sq.at.as_ref(),
-            _ => None,
+        let (at, offset) = match expr {
+            Expr::VectorSelector(vs) => (vs.at.as_ref(), vs.offset.as_ref()),
+            Expr::MatrixSelector(ms) => (ms.vs.at.as_ref(), ms.vs.offset.as_ref()),
+            Expr::Subquery(sq) => (sq.at.as_ref(), sq.offset.as_ref()),
+            _ => (None, None),
         };
-        if matches!(at, Some(AtModifier::Start | AtModifier::End)) {
-            self.0 = true;
-            return Ok(false);
+        match at {
+            Some(AtModifier::Start | AtModifier::End) => self.range_dependent = true,
+            Some(AtModifier::At(_)) => self.reads_ahead = true,
+            None => {}
+        }
+        if matches!(offset, Some(Offset::Neg(_))) {
+            self.reads_ahead = true;
         }
         Ok(true)
     }

@@ -317,6 +317,23 @@ fn range_dependent_queries_run_whole() {
 }
 
 #[test]
+fn queries_reading_past_their_steps_are_split_but_not_cached() {
+    let (frontend, _) = frontend(&config("2h"));
+    let rt = runtime();
+    for query in ["m offset -1h", "m @ 1700000000"] {
+        let request = range("a", query, NOW - 24 * HOUR, NOW - 12 * HOUR, MINUTE);
+        for _ in 0..2 {
+            let (got, outcome) = rt
+                .block_on(frontend.query(request.clone(), NOW))
+                .expect("answer");
+            assert_eq!(outcome.cache_status(), "miss", "{query}");
+            assert_eq!(outcome.splits, 7);
+            assert_eq!(without_stats(got), without_stats(Fake::answer(&request)));
+        }
+    }
+}
+
+#[test]
 fn instant_queries_are_cached_only_when_old_enough() {
     let (frontend, fake) = frontend(&config("1h"));
     let rt = runtime();
@@ -436,6 +453,18 @@ fn slow_queries_time_out() {
         .block_on(frontend.query(range("a", "slow", NOW - HOUR, NOW, MINUTE), NOW))
         .expect_err("times out");
     assert_eq!(error.class, ErrorClass::Timeout);
+    assert!(error.message.contains("after 50ms"), "{}", error.message);
+
+    // A request's own timeout shortens the frontend's.
+    let (frontend, _) = self::frontend(&QueryFrontendConfig::default());
+    let request = QueryRequest {
+        timeout_ms: 30,
+        ..range("a", "slow", NOW - HOUR, NOW, MINUTE)
+    };
+    let error = rt
+        .block_on(frontend.query(request, NOW))
+        .expect_err("times out");
+    assert!(error.message.contains("after 30ms"), "{}", error.message);
 }
 
 /// Waits until `condition` holds, letting other tasks run.
@@ -580,6 +609,7 @@ fn cache_metrics_are_registered_in_the_given_registry() {
 fn a_flood_of_split_queries_from_one_tenant_does_not_delay_another() {
     let mut config = config("1h");
     config.max_concurrent = 1;
+    config.max_query_parallelism = 100;
     let fake = Arc::new(Fake {
         gate: Some(tokio::sync::Semaphore::new(0)),
         ..Fake::default()
@@ -615,6 +645,7 @@ fn a_flood_of_split_queries_from_one_tenant_does_not_delay_another() {
 fn a_query_whose_client_went_away_leaves_nothing_queued_or_running() {
     let mut config = config("1h");
     config.max_concurrent = 1;
+    config.max_query_parallelism = 100;
     let fake = Arc::new(Fake {
         gate: Some(tokio::sync::Semaphore::new(0)),
         ..Fake::default()
