@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use strata_frontend::{FrontendConfig, LimitsConfig, RemoteReadConfig, TenancyConfig};
+use strata_frontend::{
+    FrontendConfig, LimitsConfig, QueryFrontendConfig, RemoteReadConfig, TenancyConfig,
+};
 use strata_store_node::tenant_db::TenantOptions;
 use strata_store_node::{EngineOptions, FsyncPolicy, WalOptions};
 
@@ -208,6 +210,7 @@ pub struct Config {
     pub remote_read: RemoteReadConfig,
     pub querier: QuerierConfig,
     pub frontend: FrontendRoleConfig,
+    pub query_frontend: QueryFrontendConfig,
 }
 
 impl Config {
@@ -301,6 +304,7 @@ impl Config {
             tenancy: self.tenancy.clone(),
             limits: self.limits.clone(),
             remote_read: self.remote_read.clone(),
+            query_frontend: self.query_frontend.clone(),
         }
     }
 
