@@ -13,6 +13,7 @@
 mod blocks;
 mod chunks;
 mod encode;
+mod frontend;
 mod query;
 mod send;
 mod target;
@@ -52,6 +53,10 @@ enum Command {
     /// PromQL range-query wall time and peak RSS, Strata next to Prometheus
     /// on identical data, answers compared.
     Query(query::QueryArgs),
+
+    /// The query frontend on a multi-day dashboard: cold split vs
+    /// unsplit, cached repeat, moving refresh.
+    Frontend(frontend::FrontendArgs),
 
     /// Chunk encodings in-process: bytes per sample and decode ns per
     /// sample of Strata's compact chunks next to Prometheus' XOR chunks.
@@ -163,6 +168,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest(&args),
         Command::Query(args) => query::run(&args),
+        Command::Frontend(args) => frontend::run(&args),
         Command::Chunks(args) => chunks::run(&args),
     };
     match result {

@@ -11,6 +11,7 @@ mod api_error;
 mod metrics;
 mod params;
 mod query_api;
+mod query_frontend;
 mod read_api;
 mod remote_read;
 mod remote_write;
@@ -33,6 +34,7 @@ use strata_common::{QueryApi, StoreApi, TenantId};
 pub use api_error::ApiError;
 pub use metrics::FrontendMetrics;
 pub use params::parse_time;
+pub use query_frontend::{CACHE_HEADER, QueryFrontendConfig};
 pub use tenant::{ORG_ID_HEADER, TenancyConfig};
 pub use validation::LimitsConfig;
 
@@ -62,6 +64,7 @@ pub struct FrontendConfig {
     pub tenancy: TenancyConfig,
     pub limits: LimitsConfig,
     pub remote_read: RemoteReadConfig,
+    pub query_frontend: QueryFrontendConfig,
 }
 
 impl FrontendConfig {
@@ -72,6 +75,7 @@ impl FrontendConfig {
         if self.remote_read.max_bytes_in_frame == 0 {
             return Err("remote_read.max_bytes_in_frame must be greater than 0".to_owned());
         }
+        self.query_frontend.validate()?;
         Ok(())
     }
 }
@@ -85,7 +89,7 @@ pub struct Frontend {
 struct Inner {
     config: FrontendConfig,
     store: Arc<dyn StoreApi>,
-    querier: Option<Arc<dyn QueryApi>>,
+    querier: Option<query_frontend::QueryFrontend>,
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
     metrics: FrontendMetrics,
     /// Decompressed remote-write bytes being written now.
@@ -110,6 +114,9 @@ impl Frontend {
         ready: Arc<dyn Fn() -> bool + Send + Sync>,
         registry: &mut Registry,
     ) -> Self {
+        let querier = querier.map(|querier| {
+            query_frontend::QueryFrontend::new(&config.query_frontend, querier, registry)
+        });
         Frontend {
             inner: Arc::new(Inner {
                 config,
@@ -130,8 +137,9 @@ impl Frontend {
         self.inner.store.as_ref()
     }
 
-    pub(crate) fn querier(&self) -> Option<&dyn QueryApi> {
-        self.inner.querier.as_deref()
+    /// The query frontend over the querier, if there is one.
+    pub(crate) fn querier(&self) -> Option<&query_frontend::QueryFrontend> {
+        self.inner.querier.as_ref()
     }
 
     pub(crate) fn inflight_write_bytes(&self) -> &Arc<std::sync::atomic::AtomicUsize> {

@@ -100,13 +100,19 @@ impl Frontend {
             ));
         };
         let started = std::time::Instant::now();
-        let response = querier.query(request).await?;
+        let (response, outcome) = querier.query(request, now_ms()).await?;
         let stats = stats.then(|| QueryStats {
             seconds: started.elapsed().as_secs_f64(),
             total_queryable_samples: response.total_queryable_samples,
             peak_samples: response.peak_samples,
+            frontend: Some(outcome.clone()),
         });
-        Ok(json_response(render_success(&response, stats.as_ref())))
+        let mut http = json_response(render_success(&response, stats.as_ref()));
+        http.headers_mut().insert(
+            crate::CACHE_HEADER,
+            HeaderValue::from_static(outcome.cache_status()),
+        );
+        Ok(http)
     }
 }
 
@@ -119,20 +125,34 @@ fn wants_stats(params: &Params) -> bool {
 /// phase here, so every evaluation timing is the query's wall time and the
 /// queue and preparation times are zero; samples are those the selectors
 /// loaded. (`stats=all`'s per-step counts are not produced yet.)
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct QueryStats {
     seconds: f64,
     total_queryable_samples: u64,
     peak_samples: u64,
+    /// What the query frontend did: splits, cache, querier calls, queue time.
+    frontend: Option<crate::query_frontend::QueryOutcome>,
 }
 
 fn write_stats(out: &mut String, stats: &QueryStats) {
     let t = stats.seconds;
+    let queue = stats.frontend.as_ref().map_or(0.0, |f| f.queue_seconds);
     let _ = write!(
         out,
-        r#","stats":{{"timings":{{"evalTotalTime":{t},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{t},"execQueueTime":0,"execTotalTime":{t}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}"#,
+        r#","stats":{{"timings":{{"evalTotalTime":{t},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{t},"execQueueTime":{queue},"execTotalTime":{t}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}"#,
         stats.total_queryable_samples, stats.peak_samples
     );
+    if let Some(f) = &stats.frontend {
+        let _ = write!(
+            out,
+            r#","queryFrontend":{{"splits":{},"cachedExtents":{},"querierCalls":{},"cache":"{}"}}"#,
+            f.splits,
+            f.cached,
+            f.fetched,
+            f.cache_status()
+        );
+    }
+    out.push('}');
 }
 
 /// Refuses expressions longer than `limit` bytes (0 = no limit) before any work.
@@ -257,12 +277,23 @@ fn write_annotations(out: &mut String, key: &str, items: &[String]) {
     out.push(']');
 }
 
-/// `[<seconds>,"<value>"]`.
+/// `[<seconds>,"<value>"]`, written in place (a matrix has millions of points).
 fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
-    out.push_str(&format_timestamp(t));
+    let sign = if t < 0 { "-" } else { "" };
+    let (seconds, fraction) = (t.unsigned_abs() / 1000, t.unsigned_abs() % 1000);
+    let _ = if fraction == 0 {
+        write!(out, "{sign}{seconds}")
+    } else {
+        write!(out, "{sign}{seconds}.{fraction:03}")
+    };
     out.push_str(",\"");
-    out.push_str(&format_value(v));
+    // Plain decimals (the common case) need no rewriting of Rust's output.
+    if v.is_finite() && (v == 0.0 || (1e-6..1e21).contains(&v.abs())) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_value(v));
+    }
     out.push_str("\"]");
 }
 
@@ -370,6 +401,7 @@ mod tests {
             seconds: 0.5,
             total_queryable_samples: 7,
             peak_samples: 3,
+            frontend: None,
         };
         let json: serde_json::Value =
             serde_json::from_str(&render_success(&response, Some(&stats))).expect("valid json");

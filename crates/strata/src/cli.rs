@@ -214,6 +214,70 @@ pub struct Cli {
     /// How often this store node heartbeats to meta [default: 2s].
     #[arg(long = "store.heartbeat-interval", value_name = "DURATION")]
     pub store_heartbeat_interval: Option<String>,
+    /// Range queries are split into intervals of this length evaluated in parallel; 0s disables splitting and the results cache [default: 24h].
+    #[arg(
+        long = "query-frontend.split-queries-by-interval",
+        value_name = "DURATION"
+    )]
+    pub qf_split_queries_by_interval: Option<String>,
+
+    /// Whether answers of split intervals are cached [default: true].
+    #[arg(long = "query-frontend.cache-results", value_name = "BOOL")]
+    pub qf_cache_results: Option<bool>,
+
+    /// Memory the results cache may use (estimated) [default: 268435456].
+    #[arg(long = "query-frontend.results-cache-max-bytes", value_name = "BYTES")]
+    pub qf_results_cache_max_bytes: Option<u64>,
+
+    /// How long a cached answer is kept [default: 24h].
+    #[arg(long = "query-frontend.results-cache-ttl", value_name = "DURATION")]
+    pub qf_results_cache_ttl: Option<String>,
+
+    /// Answers for times more recent than this before now are never cached [default: 10m].
+    #[arg(long = "query-frontend.max-cache-freshness", value_name = "DURATION")]
+    pub qf_max_cache_freshness: Option<String>,
+
+    /// Querier calls in flight at once, all tenants together [default: 16].
+    #[arg(long = "query-frontend.max-concurrent", value_name = "N")]
+    pub qf_max_concurrent: Option<usize>,
+
+    /// Split intervals of one query evaluated at once [default: 14].
+    #[arg(long = "query-frontend.max-query-parallelism", value_name = "N")]
+    pub qf_max_query_parallelism: Option<usize>,
+
+    /// Querier calls one tenant may have queued; more get 429, 0 for no limit [default: 2048].
+    #[arg(long = "query-frontend.max-outstanding-per-tenant", value_name = "N")]
+    pub qf_max_outstanding_per_tenant: Option<usize>,
+
+    /// Queries one tenant may run at once; more get 429, 0 for no limit [default: 64].
+    #[arg(
+        long = "query-frontend.max-concurrent-queries-per-tenant",
+        value_name = "N"
+    )]
+    pub qf_max_concurrent_queries_per_tenant: Option<usize>,
+
+    /// Retries of a querier call that failed as unavailable or internal [default: 3].
+    #[arg(long = "query-frontend.max-retries", value_name = "N")]
+    pub qf_max_retries: Option<u32>,
+
+    /// Longest a query may take in the query frontend [default: 2m].
+    #[arg(long = "query-frontend.timeout", value_name = "DURATION")]
+    pub qf_timeout: Option<String>,
+
+    /// Longest range (end - start) a query may ask for; 0s for no limit [default: 0s].
+    #[arg(long = "query-frontend.max-query-length", value_name = "DURATION")]
+    pub qf_max_query_length: Option<String>,
+
+    /// How far before now a query may start; 0s for no limit [default: 0s].
+    #[arg(long = "query-frontend.max-query-lookback", value_name = "DURATION")]
+    pub qf_max_query_lookback: Option<String>,
+
+    /// Queries slower than this are logged at warn, others at info [default: 10s].
+    #[arg(
+        long = "query-frontend.log-queries-longer-than",
+        value_name = "DURATION"
+    )]
+    pub qf_log_queries_longer_than: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -348,6 +412,53 @@ impl Cli {
         set(
             &mut c.store.heartbeat_interval,
             &self.store_heartbeat_interval,
+        );
+        set(
+            &mut c.query_frontend.split_queries_by_interval,
+            &self.qf_split_queries_by_interval,
+        );
+        set(&mut c.query_frontend.cache_results, &self.qf_cache_results);
+        set(
+            &mut c.query_frontend.results_cache_max_bytes,
+            &self.qf_results_cache_max_bytes,
+        );
+        set(
+            &mut c.query_frontend.results_cache_ttl,
+            &self.qf_results_cache_ttl,
+        );
+        set(
+            &mut c.query_frontend.max_cache_freshness,
+            &self.qf_max_cache_freshness,
+        );
+        set(
+            &mut c.query_frontend.max_concurrent,
+            &self.qf_max_concurrent,
+        );
+        set(
+            &mut c.query_frontend.max_query_parallelism,
+            &self.qf_max_query_parallelism,
+        );
+        set(
+            &mut c.query_frontend.max_outstanding_per_tenant,
+            &self.qf_max_outstanding_per_tenant,
+        );
+        set(
+            &mut c.query_frontend.max_concurrent_queries_per_tenant,
+            &self.qf_max_concurrent_queries_per_tenant,
+        );
+        set(&mut c.query_frontend.max_retries, &self.qf_max_retries);
+        set(&mut c.query_frontend.timeout, &self.qf_timeout);
+        set(
+            &mut c.query_frontend.max_query_length,
+            &self.qf_max_query_length,
+        );
+        set(
+            &mut c.query_frontend.max_query_lookback,
+            &self.qf_max_query_lookback,
+        );
+        set(
+            &mut c.query_frontend.log_queries_longer_than,
+            &self.qf_log_queries_longer_than,
         );
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_common::TenantId;
-use strata_frontend::{FrontendConfig, LimitsConfig, RemoteReadConfig, TenancyConfig};
+use strata_frontend::{
+    FrontendConfig, LimitsConfig, QueryFrontendConfig, RemoteReadConfig, TenancyConfig,
+};
 use strata_store_node::tenant_db::TenantOptions;
 use strata_store_node::{EngineOptions, FsyncPolicy, WalOptions};
 
@@ -286,6 +288,7 @@ pub struct Config {
     pub frontend: FrontendRoleConfig,
     pub meta: MetaConfig,
     pub store: StoreRoleConfig,
+    pub query_frontend: QueryFrontendConfig,
 }
 
 impl Config {
@@ -472,6 +475,7 @@ impl Config {
             tenancy: self.tenancy.clone(),
             limits: self.limits.clone(),
             remote_read: self.remote_read.clone(),
+            query_frontend: self.query_frontend.clone(),
         }
     }
 

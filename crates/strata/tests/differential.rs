@@ -79,9 +79,9 @@ impl Rng {
 }
 
 /// One generated series: labels (any order) and samples in time order.
-struct Generated {
+pub(crate) struct Generated {
     labels: Vec<(String, String)>,
-    samples: Vec<(i64, f64)>,
+    pub(crate) samples: Vec<(i64, f64)>,
 }
 
 impl Generated {
@@ -119,7 +119,7 @@ fn stale() -> f64 {
 /// - `node_info{instance,version}` = 1 for joins; `host-b:9100` changes its
 ///   version at 30 m (the old series ends with a stale marker).
 /// - `special_values{kind}`: ±Inf, NaN, -0, tiny and huge values.
-fn generate(base: i64) -> Vec<Generated> {
+pub(crate) fn generate(base: i64) -> Vec<Generated> {
     let mut rng = Rng(0x0005_eed0_fd1f);
     let t = |k: i64| base + k * STEP_MS;
     let mut out = Vec::new();
@@ -351,7 +351,7 @@ fn generate(base: i64) -> Vec<Generated> {
 }
 
 /// The data as remote-write requests: one per push window, oldest first.
-fn write_requests(series: &[Generated]) -> Vec<WriteRequest> {
+pub(crate) fn write_requests(series: &[Generated]) -> Vec<WriteRequest> {
     let first = series
         .iter()
         .filter_map(|s| s.samples.first().map(|x| x.0))
@@ -403,7 +403,11 @@ fn write_requests(series: &[Generated]) -> Vec<WriteRequest> {
 }
 
 /// Posts a snappy-compressed remote-write body to `url`.
-fn remote_write(url: &str, tenant: Option<&str>, request: &WriteRequest) -> (u16, String) {
+pub(crate) fn remote_write(
+    url: &str,
+    tenant: Option<&str>,
+    request: &WriteRequest,
+) -> (u16, String) {
     let mut call = crate::support::agent()
         .post(url)
         .header("Content-Type", "application/x-protobuf")
@@ -431,7 +435,7 @@ fn testdata(name: &str) -> String {
 }
 
 /// Non-empty lines that are not `#` comments.
-fn queries() -> Vec<String> {
+pub(crate) fn queries() -> Vec<String> {
     testdata("queries.txt")
         .lines()
         .map(str::trim)

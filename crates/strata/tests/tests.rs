@@ -9,5 +9,6 @@ mod cluster;
 mod crash;
 mod differential;
 mod prometheus_interop;
+mod query_frontend;
 mod roles;
 mod telemetry;

@@ -1,0 +1,591 @@
+//! The query frontend: the layer between the Prometheus query API and the
+//! queriers ([`QueryApi`]). Before any work it enforces the query limits;
+//! then it splits range queries into step-aligned intervals
+//! ([`split`]), answers finished intervals from the results cache
+//! ([`cache`]), sends the rest through per-tenant fair queues ([`queue`])
+//! to the queriers in parallel, retrying calls that failed for the
+//! querier's sake, and merges the answers. One log line per query records
+//! what it cost.
+//!
+//! The same layer runs in `--target all` (over the in-process engine) and
+//! in a cluster (over the pool of remote queriers).
+
+mod cache;
+mod config;
+mod metrics;
+mod queue;
+mod split;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
+use prometheus_client::registry::Registry;
+use strata_common::{ErrorClass, QueryApi, ServiceError};
+use strata_proto::query::{QueryRequest, QueryResponse, query_response};
+
+use cache::{CacheKey, Extent, ResultsCache, Segment};
+pub use config::QueryFrontendConfig;
+use config::{Settings, config_duration};
+use metrics::Metrics;
+use queue::FairQueue;
+use split::Piece;
+
+/// What answering one query took: for the response header, `stats` and the log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct QueryOutcome {
+    /// Split intervals the query was cut into (1 when it ran whole).
+    pub splits: usize,
+    /// Extents answered from the results cache.
+    pub cached: usize,
+    /// Calls made to queriers (retries included).
+    pub fetched: usize,
+    /// Time spent waiting in the fair queue, summed over calls.
+    pub queue_seconds: f64,
+}
+
+impl QueryOutcome {
+    /// The `X-Strata-Cache` header value: `hit` when everything came from
+    /// the cache, `partial` when some did, `miss` otherwise.
+    pub(crate) fn cache_status(&self) -> &'static str {
+        match (self.cached, self.fetched) {
+            (0, _) => "miss",
+            (_, 0) => "hit",
+            _ => "partial",
+        }
+    }
+}
+
+/// Tallies of one query, shared by its parallel pieces.
+#[derive(Debug, Default)]
+struct Tally {
+    cached: AtomicUsize,
+    fetched: AtomicUsize,
+    queue_micros: AtomicU64,
+}
+
+/// The name of the response header telling what came from the results cache.
+pub const CACHE_HEADER: &str = "x-strata-cache";
+
+/// Splitting, caching, fair queueing, retries and limits in front of a [`QueryApi`].
+pub(crate) struct QueryFrontend {
+    inner: Arc<dyn QueryApi>,
+    settings: Settings,
+    cache: Option<ResultsCache>,
+    queue: Arc<FairQueue>,
+    running: Mutex<HashMap<String, usize>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for QueryFrontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryFrontend")
+            .field("settings", &self.settings)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryFrontend {
+    /// A frontend over `inner`, configured by a validated `config`.
+    pub(crate) fn new(
+        config: &QueryFrontendConfig,
+        inner: Arc<dyn QueryApi>,
+        registry: &mut Registry,
+    ) -> Self {
+        let settings = Settings::new(config);
+        let metrics = Metrics::new(registry);
+        let cache = (config.cache_results
+            && settings.split_interval_ms > 0
+            && config.results_cache_max_bytes > 0)
+            .then(|| {
+                let ttl = config_duration(&config.results_cache_ttl).unwrap_or(86_400_000);
+                ResultsCache::new(
+                    config.results_cache_max_bytes,
+                    Duration::from_millis(ttl.max(1).unsigned_abs()),
+                )
+            });
+        QueryFrontend {
+            inner,
+            queue: FairQueue::new(
+                config.max_concurrent,
+                config.max_outstanding_per_tenant,
+                metrics.queued.clone(),
+            ),
+            settings,
+            cache,
+            running: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Answers `request` (an instant query when `step_ms` is 0) as of `now_ms`.
+    pub(crate) async fn query(
+        &self,
+        request: QueryRequest,
+        now_ms: i64,
+    ) -> Result<(QueryResponse, QueryOutcome), ServiceError> {
+        let started = Instant::now();
+        self.metrics.queries.inc();
+        self.check_limits(&request, now_ms)?;
+        let _running = self.start_running(&request.tenant)?;
+        let tally = Tally::default();
+        // The request's own `timeout` can only shorten the frontend's.
+        let timeout = match u64::try_from(request.timeout_ms) {
+            Ok(ms) if ms > 0 => self.settings.timeout.min(Duration::from_millis(ms)),
+            _ => self.settings.timeout,
+        };
+        let result =
+            match tokio::time::timeout(timeout, self.execute(&request, now_ms, &tally)).await {
+                Ok(result) => result,
+                Err(_) => Err(ServiceError::new(
+                    ErrorClass::Timeout,
+                    format!(
+                        "query timed out in the query frontend after {}",
+                        format_ms(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+                    ),
+                )),
+            };
+        let (response, splits) = match result {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.log(&request, started, None, &error.message);
+                return Err(error);
+            }
+        };
+        let outcome = QueryOutcome {
+            splits,
+            cached: tally.cached.load(Ordering::Relaxed),
+            fetched: tally.fetched.load(Ordering::Relaxed),
+            queue_seconds: tally.queue_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        };
+        self.log(&request, started, Some((&outcome, &response)), "");
+        Ok((response, outcome))
+    }
+
+    /// Limits on the request itself, checked before any work.
+    fn check_limits(&self, request: &QueryRequest, now_ms: i64) -> Result<(), ServiceError> {
+        let length = request.end_ms.saturating_sub(request.start_ms);
+        let max_length = self.settings.max_query_length_ms;
+        if max_length > 0 && length > max_length {
+            self.metrics.reject("max_query_length");
+            return Err(ServiceError::bad_data(format!(
+                "the query time range exceeds the limit (query length: {}, limit: {}; query_frontend.max_query_length)",
+                format_ms(length),
+                format_ms(max_length)
+            )));
+        }
+        let lookback = now_ms.saturating_sub(request.start_ms);
+        let max_lookback = self.settings.max_query_lookback_ms;
+        if max_lookback > 0 && lookback > max_lookback {
+            self.metrics.reject("max_query_lookback");
+            return Err(ServiceError::bad_data(format!(
+                "the query starts too far in the past ({} before now, limit: {}; query_frontend.max_query_lookback)",
+                format_ms(lookback),
+                format_ms(max_lookback)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts a running query of `tenant`, refusing it beyond the tenant's limit.
+    fn start_running(&self, tenant: &str) -> Result<RunningQuery<'_>, ServiceError> {
+        let limit = self.settings.max_concurrent_queries_per_tenant;
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = running.entry(tenant.to_owned()).or_insert(0);
+        if limit > 0 && *count >= limit {
+            drop(running);
+            self.metrics.reject("max_concurrent_queries_per_tenant");
+            return Err(ServiceError::new(
+                ErrorClass::RateLimited,
+                format!(
+                    "too many concurrent queries for tenant {tenant:?} (limit {limit}, query_frontend.max_concurrent_queries_per_tenant)"
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(RunningQuery {
+            frontend: self,
+            tenant: tenant.to_owned(),
+        })
+    }
+
+    /// The answer and the number of split intervals it took.
+    async fn execute(
+        &self,
+        request: &QueryRequest,
+        now_ms: i64,
+        tally: &Tally,
+    ) -> Result<(QueryResponse, usize), ServiceError> {
+        let interval = self.settings.split_interval_ms;
+        if request.step_ms <= 0 {
+            return Ok((self.instant(request, now_ms, tally).await?, 1));
+        }
+        if interval <= 0 {
+            return Ok((self.fetch(request.clone(), tally).await?, 1));
+        }
+        let analysis = match split::analyze(&request.query) {
+            Some(analysis) if !analysis.range_dependent => analysis,
+            _ => return Ok((self.fetch(request.clone(), tally).await?, 1)),
+        };
+        let Some(pieces) =
+            split::split(request.start_ms, request.end_ms, request.step_ms, interval)
+        else {
+            return Ok((self.fetch(request.clone(), tally).await?, 1));
+        };
+        let cacheable = !analysis.reads_ahead;
+        let query: Arc<str> = Arc::from(analysis.normalized);
+        // At most `max_query_parallelism` intervals of one query in flight.
+        // (Boxed: a stream over borrowing futures is otherwise not provably `Send`.)
+        let work: Vec<futures::future::BoxFuture<'_, Result<QueryResponse, ServiceError>>> = pieces
+            .iter()
+            .map(|piece| {
+                Box::pin(self.answer_piece(request, piece, &query, cacheable, now_ms, tally))
+                    as futures::future::BoxFuture<'_, _>
+            })
+            .collect();
+        let mut answers: Vec<QueryResponse> = futures::stream::iter(work)
+            .buffered(self.settings.max_query_parallelism)
+            .try_collect()
+            .await?;
+        if answers.len() == 1 {
+            return Ok((answers.pop().unwrap_or_default(), 1));
+        }
+        match split::merge(answers) {
+            Some(merged) => Ok((merged, pieces.len())),
+            None => Ok((self.fetch(request.clone(), tally).await?, 1)),
+        }
+    }
+
+    /// An instant query, from the cache when its time is old enough.
+    async fn instant(
+        &self,
+        request: &QueryRequest,
+        now_ms: i64,
+        tally: &Tally,
+    ) -> Result<QueryResponse, ServiceError> {
+        let cutoff = now_ms.saturating_sub(self.settings.max_cache_freshness_ms);
+        let analysis = split::analyze(&request.query).filter(|a| !a.reads_ahead);
+        let (Some(cache), Some(analysis)) = (&self.cache, analysis) else {
+            return self.fetch(request.clone(), tally).await;
+        };
+        if request.start_ms > cutoff {
+            return self.fetch(request.clone(), tally).await;
+        }
+        let key = CacheKey {
+            tenant: request.tenant.clone(),
+            query: Arc::from(analysis.normalized),
+            step_ms: 0,
+            offset_ms: request.start_ms,
+            lookback_delta_ms: request.lookback_delta_ms,
+            interval_ms: 0,
+            index: 0,
+        };
+        if let Some(cached) = cache.get_instant(&key) {
+            tally.cached.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_hits.inc();
+            return Ok(QueryResponse::clone(&cached));
+        }
+        self.metrics.cache_misses.inc();
+        let response = self.fetch(request.clone(), tally).await?;
+        cache.put_instant(key, request.start_ms, response.clone());
+        Ok(response)
+    }
+
+    /// One split interval: what the cache holds plus what it does not.
+    async fn answer_piece(
+        &self,
+        request: &QueryRequest,
+        piece: &Piece,
+        query: &Arc<str>,
+        cacheable: bool,
+        now_ms: i64,
+        tally: &Tally,
+    ) -> Result<QueryResponse, ServiceError> {
+        let step = request.step_ms;
+        let ranged = |start: i64, end: i64| QueryRequest {
+            start_ms: start,
+            end_ms: end,
+            ..request.clone()
+        };
+        let Some(cache) = self.cache.as_ref().filter(|_| cacheable) else {
+            return self.fetch(ranged(piece.start, piece.end), tally).await;
+        };
+        // The last grid point old enough to cache.
+        let cutoff = now_ms.saturating_sub(self.settings.max_cache_freshness_ms);
+        if piece.start > cutoff {
+            return self.fetch(ranged(piece.start, piece.end), tally).await;
+        }
+        let cacheable_end = (piece.start + (cutoff - piece.start) / step * step).min(piece.end);
+        let key = CacheKey {
+            tenant: request.tenant.clone(),
+            query: Arc::clone(query),
+            step_ms: step,
+            offset_ms: request.start_ms.rem_euclid(step),
+            lookback_delta_ms: request.lookback_delta_ms,
+            interval_ms: self.settings.split_interval_ms,
+            index: piece.index,
+        };
+        let segments = cache.lookup(&key, piece.start, cacheable_end, step);
+        let cached = segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Cached { .. }))
+            .count();
+        let missing = segments.len() - cached;
+        tally.cached.fetch_add(cached, Ordering::Relaxed);
+        self.metrics.cache_hits.inc_by(cached as u64);
+        self.metrics.cache_misses.inc_by(missing as u64);
+
+        // The recent part is fetched with the last missing extent when they
+        // touch (one call), but only the old enough part is stored.
+        let mut work: Vec<Work> = segments
+            .into_iter()
+            .map(|segment| match segment {
+                Segment::Cached { extent, from, to } => Work::Cached { extent, from, to },
+                Segment::Missing { from, to } => Work::Fetch {
+                    from,
+                    to,
+                    store_to: Some(to),
+                },
+            })
+            .collect();
+        if cacheable_end < piece.end {
+            match work.last_mut() {
+                Some(Work::Fetch { to, .. }) if *to == cacheable_end => *to = piece.end,
+                _ => work.push(Work::Fetch {
+                    from: cacheable_end + step,
+                    to: piece.end,
+                    store_to: None,
+                }),
+            }
+        }
+        let mut parts = try_join_all(work.into_iter().map(|work| async {
+            match work {
+                Work::Cached { extent, from, to } => {
+                    Ok::<_, ServiceError>(split::slice(&extent.response, from, to))
+                }
+                Work::Fetch { from, to, store_to } => {
+                    let response = self.fetch(ranged(from, to), tally).await?;
+                    if let Some(store_to) = store_to {
+                        let stored = if store_to < to {
+                            split::slice(&response, from, store_to)
+                        } else {
+                            response.clone()
+                        };
+                        cache.store(
+                            key.clone(),
+                            Extent {
+                                start: from,
+                                end: store_to,
+                                response: Arc::new(stored),
+                            },
+                            step,
+                        );
+                    }
+                    Ok(response)
+                }
+            }
+        }))
+        .await?;
+        self.metrics
+            .cache_bytes
+            .set(i64::try_from(cache.weighted_size()).unwrap_or(i64::MAX));
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
+        split::merge(parts).ok_or_else(|| {
+            ServiceError::internal(
+                "a querier answered a range query with something other than a matrix",
+            )
+        })
+    }
+
+    /// One querier call through the tenant's queue, retried when the
+    /// querier failed (not when the query did).
+    async fn fetch(
+        &self,
+        request: QueryRequest,
+        tally: &Tally,
+    ) -> Result<QueryResponse, ServiceError> {
+        let mut attempt = 0;
+        loop {
+            let waiting = Instant::now();
+            let slot = self.queue.acquire(&request.tenant).await.map_err(|full| {
+                self.metrics.reject("max_outstanding_per_tenant");
+                ServiceError::new(ErrorClass::RateLimited, full.to_string())
+            })?;
+            tally.queue_micros.fetch_add(
+                u64::try_from(waiting.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            tally.fetched.fetch_add(1, Ordering::Relaxed);
+            self.metrics.subqueries.inc();
+            let result = call(Arc::clone(&self.inner), request.clone()).await;
+            drop(slot);
+            match result {
+                Err(error) if retryable(&error) && attempt < self.settings.max_retries => {
+                    attempt += 1;
+                    self.metrics.retries.inc();
+                    tracing::warn!(
+                        tenant = %request.tenant,
+                        attempt,
+                        error = %error.message,
+                        "querier call failed, retrying"
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn log(
+        &self,
+        request: &QueryRequest,
+        started: Instant,
+        answered: Option<(&QueryOutcome, &QueryResponse)>,
+        error: &str,
+    ) {
+        let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let (splits, cache, cached, fetched, queue_ms, samples, series) = match answered {
+            Some((outcome, response)) => (
+                outcome.splits,
+                outcome.cache_status(),
+                outcome.cached,
+                outcome.fetched,
+                outcome.queue_seconds * 1000.0,
+                response.total_queryable_samples,
+                series_count(response),
+            ),
+            None => (0, "none", 0, 0, 0.0, 0, 0),
+        };
+        macro_rules! query_log {
+            ($level:ident) => {
+                tracing::$level!(
+                    tenant = %request.tenant,
+                    query = %request.query,
+                    start_ms = request.start_ms,
+                    end_ms = request.end_ms,
+                    step_ms = request.step_ms,
+                    splits,
+                    cache,
+                    cached,
+                    fetched,
+                    queue_ms,
+                    duration_ms,
+                    samples,
+                    series,
+                    error,
+                    "query"
+                )
+            };
+        }
+        if elapsed >= self.settings.slow_query {
+            query_log!(warn);
+        } else {
+            query_log!(info);
+        }
+    }
+}
+
+/// One part of a split interval's answer.
+enum Work {
+    /// Points `from..=to` of a cached extent.
+    Cached { extent: Extent, from: i64, to: i64 },
+    /// Points `from..=to` from a querier, `from..=store_to` of them to be cached.
+    Fetch {
+        from: i64,
+        to: i64,
+        store_to: Option<i64>,
+    },
+}
+
+/// A tenant's running query, counted until dropped.
+#[derive(Debug)]
+struct RunningQuery<'a> {
+    frontend: &'a QueryFrontend,
+    tenant: String,
+}
+
+impl Drop for RunningQuery<'_> {
+    fn drop(&mut self) {
+        let mut running = self
+            .frontend
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = running.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// Calls `inner` on a task of its own, so split intervals evaluate in
+/// parallel even over the in-process engine; the task is aborted when the
+/// caller goes away.
+async fn call(
+    inner: Arc<dyn QueryApi>,
+    request: QueryRequest,
+) -> Result<QueryResponse, ServiceError> {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(async move { inner.query(request).await });
+    let _abort = AbortOnDrop(task.abort_handle());
+    task.await
+        .map_err(|e| ServiceError::internal(format!("querier call failed: {e}")))?
+}
+
+/// Failures of the querier rather than of the query.
+fn retryable(error: &ServiceError) -> bool {
+    matches!(error.class, ErrorClass::Unavailable | ErrorClass::Internal)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(20 << attempt.min(5))
+}
+
+fn series_count(response: &QueryResponse) -> usize {
+    match &response.result {
+        Some(query_response::Result::Matrix(m)) => m.series.len(),
+        Some(query_response::Result::Vector(v)) => v.samples.len(),
+        _ => 0,
+    }
+}
+
+/// Milliseconds as a Prometheus duration (`1d2h`, `90s` as `1m30s`, `0s`).
+fn format_ms(ms: i64) -> String {
+    if ms <= 0 {
+        return "0s".to_owned();
+    }
+    let mut rest = ms;
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}

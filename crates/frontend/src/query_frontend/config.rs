@@ -1,0 +1,158 @@
+//! The query frontend's configuration and its parsed form.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strata_common::duration::parse_duration_ms;
+
+/// How the query frontend splits, caches, queues and limits queries.
+/// Durations are Prometheus durations (`24h`, `10m`, `0s`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryFrontendConfig {
+    /// Range queries are split into intervals of this length (aligned to
+    /// multiples of it) evaluated in parallel; `0s` disables splitting and
+    /// with it the results cache.
+    pub split_queries_by_interval: String,
+    /// Whether answers of split intervals are cached.
+    pub cache_results: bool,
+    /// Memory the results cache may use, in bytes (estimated).
+    pub results_cache_max_bytes: u64,
+    /// How long a cached answer is kept.
+    pub results_cache_ttl: String,
+    /// Answers for times more recent than this before now are never cached
+    /// (samples may still arrive for them).
+    pub max_cache_freshness: String,
+    /// Querier calls in flight at once, all tenants together.
+    pub max_concurrent: usize,
+    /// Split intervals of one query evaluated at once (the rest wait their turn).
+    pub max_query_parallelism: usize,
+    /// Querier calls one tenant may have waiting in its queue; more get 429 (0 = no limit).
+    pub max_outstanding_per_tenant: usize,
+    /// Queries one tenant may run at once; more get 429 (0 = no limit).
+    pub max_concurrent_queries_per_tenant: usize,
+    /// Retries of a querier call that failed as unavailable or internal.
+    pub max_retries: u32,
+    /// Longest a query may take in the frontend, splits, queueing and retries included.
+    pub timeout: String,
+    /// Longest range (end − start) a query may ask for; `0s` = no limit.
+    pub max_query_length: String,
+    /// How far before now a query's start may be; `0s` = no limit.
+    pub max_query_lookback: String,
+    /// Queries slower than this are logged at warn (others at info); `0s` logs all at warn.
+    pub log_queries_longer_than: String,
+}
+
+impl Default for QueryFrontendConfig {
+    fn default() -> Self {
+        QueryFrontendConfig {
+            split_queries_by_interval: "24h".to_owned(),
+            cache_results: true,
+            results_cache_max_bytes: 256 << 20,
+            results_cache_ttl: "24h".to_owned(),
+            max_cache_freshness: "10m".to_owned(),
+            max_concurrent: 16,
+            max_query_parallelism: 14,
+            max_outstanding_per_tenant: 2048,
+            max_concurrent_queries_per_tenant: 64,
+            max_retries: 3,
+            timeout: "2m".to_owned(),
+            max_query_length: "0s".to_owned(),
+            max_query_lookback: "0s".to_owned(),
+            log_queries_longer_than: "10s".to_owned(),
+        }
+    }
+}
+
+/// A configuration duration in ms: a Prometheus duration or a bare `0`.
+pub(super) fn config_duration(text: &str) -> Option<i64> {
+    if text == "0" {
+        return Some(0);
+    }
+    parse_duration_ms(text)
+}
+
+impl QueryFrontendConfig {
+    /// Rejects settings that cannot work, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            (
+                "query_frontend.split_queries_by_interval",
+                &self.split_queries_by_interval,
+            ),
+            (
+                "query_frontend.max_cache_freshness",
+                &self.max_cache_freshness,
+            ),
+            ("query_frontend.max_query_length", &self.max_query_length),
+            (
+                "query_frontend.max_query_lookback",
+                &self.max_query_lookback,
+            ),
+            (
+                "query_frontend.log_queries_longer_than",
+                &self.log_queries_longer_than,
+            ),
+        ] {
+            config_duration(value).ok_or_else(|| format!("{key}: invalid duration {value:?}"))?;
+        }
+        for (key, value) in [
+            ("query_frontend.results_cache_ttl", &self.results_cache_ttl),
+            ("query_frontend.timeout", &self.timeout),
+        ] {
+            config_duration(value)
+                .filter(|&ms| ms > 0)
+                .ok_or_else(|| format!("{key}: invalid duration {value:?} (must be positive)"))?;
+        }
+        if self.max_concurrent == 0 {
+            return Err("query_frontend.max_concurrent must be greater than 0".to_owned());
+        }
+        if self.max_query_parallelism == 0 {
+            return Err("query_frontend.max_query_parallelism must be greater than 0".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// The configuration with durations parsed (ms).
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) split_interval_ms: i64,
+    pub(super) max_cache_freshness_ms: i64,
+    pub(super) max_concurrent_queries_per_tenant: usize,
+    pub(super) max_query_parallelism: usize,
+    pub(super) max_retries: u32,
+    pub(super) timeout: Duration,
+    pub(super) max_query_length_ms: i64,
+    pub(super) max_query_lookback_ms: i64,
+    pub(super) slow_query: Duration,
+}
+
+impl Settings {
+    pub(super) fn new(config: &QueryFrontendConfig) -> Self {
+        let defaults = QueryFrontendConfig::default();
+        let ms = |text: &str, default: &str| {
+            config_duration(text)
+                .or_else(|| config_duration(default))
+                .unwrap_or(0)
+        };
+        let millis = |ms: i64| Duration::from_millis(ms.max(0).unsigned_abs());
+        Settings {
+            split_interval_ms: ms(
+                &config.split_queries_by_interval,
+                &defaults.split_queries_by_interval,
+            ),
+            max_cache_freshness_ms: ms(&config.max_cache_freshness, &defaults.max_cache_freshness),
+            max_concurrent_queries_per_tenant: config.max_concurrent_queries_per_tenant,
+            max_query_parallelism: config.max_query_parallelism.max(1),
+            max_retries: config.max_retries,
+            timeout: millis(ms(&config.timeout, &defaults.timeout)),
+            max_query_length_ms: ms(&config.max_query_length, "0s"),
+            max_query_lookback_ms: ms(&config.max_query_lookback, "0s"),
+            slow_query: millis(ms(
+                &config.log_queries_longer_than,
+                &defaults.log_queries_longer_than,
+            )),
+        }
+    }
+}
