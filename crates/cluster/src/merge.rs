@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use strata_common::ServiceError;
-use strata_common::chunk::{SAMPLES_PER_CHUNK, XorAppender};
+use strata_common::chunk::SAMPLES_PER_CHUNK;
 use strata_proto::prometheus::{Chunk, Histogram, Label, chunk::Encoding};
 use strata_proto::store::SelectedSeries;
 
@@ -66,19 +66,15 @@ fn merge_series(mut copies: Vec<SelectedSeries>) -> Result<SelectedSeries, Servi
 
 /// Samples (sorted, unique timestamps) as Prometheus XOR chunks.
 fn xor_chunks(samples: &[(i64, f64)]) -> Vec<Chunk> {
+    let encoded = strata_common::chunk::encode_all(samples);
     samples
         .chunks(SAMPLES_PER_CHUNK)
-        .map(|batch| {
-            let mut appender = XorAppender::new();
-            for &(t, v) in batch {
-                appender.append(t, v);
-            }
-            Chunk {
-                min_time_ms: batch[0].0,
-                max_time_ms: batch[batch.len() - 1].0,
-                r#type: Encoding::Xor as i32,
-                data: appender.bytes().to_vec(),
-            }
+        .zip(encoded)
+        .map(|(batch, data)| Chunk {
+            min_time_ms: batch[0].0,
+            max_time_ms: batch[batch.len() - 1].0,
+            r#type: Encoding::Xor as i32,
+            data,
         })
         .collect()
 }

@@ -1,35 +1,149 @@
-//! The frontend's queriers: requests go round-robin; a querier that is
+//! The frontend's queriers. Each request goes to the querier with the most
+//! free slots (round-robin among equals), at most
+//! `max_concurrent_per_querier` at once on one querier; a querier that is
 //! down or overloaded is skipped and the request retried on the next one,
 //! while a bad query fails at once.
+//!
+//! An address whose host name resolves to several IPs (a Kubernetes
+//! headless Service) stands for every one of them, resolved again by
+//! [`QuerierPool::run`], so new querier pods are used without a restart.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use strata_common::error::ErrorClass;
 use strata_common::{GrpcQueryClient, QueryApi, ServiceError};
 use strata_proto::query::{QueryRequest, QueryResponse};
+use tokio::sync::{Semaphore, watch};
+
+/// One querier endpoint and its free slots.
+#[derive(Debug, Clone)]
+struct Querier {
+    endpoint: String,
+    client: GrpcQueryClient,
+    slots: Arc<Semaphore>,
+}
 
 /// Several queriers as one [`QueryApi`].
 #[derive(Debug)]
 pub struct QuerierPool {
-    queriers: Vec<(String, GrpcQueryClient)>,
+    /// The configured addresses (URLs, possibly naming several hosts each).
+    addresses: Vec<String>,
+    max_concurrent_per_querier: usize,
+    queriers: RwLock<Vec<Querier>>,
     next: AtomicUsize,
 }
 
 impl QuerierPool {
-    /// Lazily connected clients of `addresses` (gRPC URLs).
-    pub fn new(addresses: &[String]) -> Result<Self, ServiceError> {
+    /// Lazily connected clients of `addresses` (gRPC URLs); until
+    /// [`QuerierPool::resolve`] runs, each address is one querier.
+    pub fn new(
+        addresses: &[String],
+        max_concurrent_per_querier: usize,
+    ) -> Result<Self, ServiceError> {
         if addresses.is_empty() {
             return Err(ServiceError::bad_data("no querier addresses configured"));
         }
-        let queriers = addresses
-            .iter()
-            .map(|a| Ok((a.clone(), GrpcQueryClient::connect_lazy(a)?)))
-            .collect::<Result<_, ServiceError>>()?;
-        Ok(QuerierPool {
-            queriers,
+        let pool = QuerierPool {
+            addresses: addresses.to_vec(),
+            max_concurrent_per_querier: max_concurrent_per_querier.max(1),
+            queriers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
-        })
+        };
+        let endpoints: Vec<String> = addresses.to_vec();
+        pool.set_endpoints(&endpoints)?;
+        Ok(pool)
+    }
+
+    /// Replaces the endpoints, keeping the clients (and busy slots) of
+    /// those that remain.
+    fn set_endpoints(&self, endpoints: &[String]) -> Result<(), ServiceError> {
+        let current: BTreeMap<String, Querier> = self
+            .queriers
+            .read()
+            .iter()
+            .map(|q| (q.endpoint.clone(), q.clone()))
+            .collect();
+        let mut next = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let querier = match current.get(endpoint) {
+                Some(existing) => existing.clone(),
+                None => Querier {
+                    endpoint: endpoint.clone(),
+                    client: GrpcQueryClient::connect_lazy(endpoint)?,
+                    slots: Arc::new(Semaphore::new(self.max_concurrent_per_querier)),
+                },
+            };
+            next.push(querier);
+        }
+        *self.queriers.write() = next;
+        Ok(())
+    }
+
+    /// Resolves every address's host to all its IPs (one querier each);
+    /// an address that does not resolve is kept as it is.
+    pub async fn resolve(&self) {
+        let mut endpoints = Vec::new();
+        for address in &self.addresses {
+            endpoints.extend(expand(address).await);
+        }
+        endpoints.sort();
+        endpoints.dedup();
+        if let Err(error) = self.set_endpoints(&endpoints) {
+            tracing::warn!(%error, "cannot use the resolved querier addresses");
+        }
+    }
+
+    /// Resolves the addresses every `period` until `stopped`.
+    pub async fn run(self: Arc<Self>, period: Duration, mut stopped: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+            self.resolve().await;
+        }
+    }
+
+    /// The queriers in the order to try them: most free slots first,
+    /// rotating among equals.
+    fn ranked(&self) -> Vec<Querier> {
+        let mut queriers = self.queriers.read().clone();
+        if queriers.is_empty() {
+            return queriers;
+        }
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % queriers.len();
+        queriers.rotate_left(first);
+        // Stable: equals keep the rotated order.
+        queriers.sort_by_key(|q| std::cmp::Reverse(q.slots.available_permits()));
+        queriers
+    }
+}
+
+/// `http://host:port` as one URL per IP `host` resolves to.
+async fn expand(address: &str) -> Vec<String> {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return vec![address.to_owned()];
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match tokio::net::lookup_host(authority).await {
+        Ok(found) => {
+            let urls: Vec<String> = found.map(|ip| format!("{scheme}://{ip}")).collect();
+            if urls.is_empty() {
+                vec![address.to_owned()]
+            } else {
+                urls
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%address, %error, "querier address does not resolve, kept as given");
+            vec![address.to_owned()]
+        }
     }
 }
 
@@ -44,19 +158,77 @@ fn is_retryable(error: &ServiceError) -> bool {
 #[async_trait]
 impl QueryApi for QuerierPool {
     async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ServiceError> {
-        let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = None;
-        for attempt in 0..self.queriers.len() {
-            let (address, client) = &self.queriers[(first + attempt) % self.queriers.len()];
-            match client.query(request.clone()).await {
+        for querier in self.ranked() {
+            // Waits when even the least busy querier is full.
+            let _slot = querier
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ServiceError::internal("querier pool closed"))?;
+            match querier.client.query(request.clone()).await {
                 Ok(response) => return Ok(response),
                 Err(error) if is_retryable(&error) => {
-                    tracing::warn!(querier = %address, %error, "querier failed, retrying on the next");
+                    tracing::warn!(querier = %querier.endpoint, %error, "querier failed, retrying on the next");
                     last_error = Some(error);
                 }
                 Err(error) => return Err(error),
             }
         }
         Err(last_error.unwrap_or_else(|| ServiceError::internal("no querier answered")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_with_several_addresses_stands_for_each() {
+        // "localhost" may resolve to 127.0.0.1 and ::1: one querier each.
+        let expanded = expand("http://localhost:9095").await;
+        assert!(!expanded.is_empty());
+        assert!(
+            expanded
+                .iter()
+                .all(|u| u.starts_with("http://") && u.ends_with(":9095")),
+            "{expanded:?}"
+        );
+        assert!(
+            expanded
+                .iter()
+                .any(|u| u.contains("127.0.0.1") || u.contains("::1"))
+        );
+        assert_eq!(
+            expand("http://10.1.2.3:9095").await,
+            vec!["http://10.1.2.3:9095".to_owned()]
+        );
+        assert_eq!(
+            expand("http://no-such-host.invalid:9095").await,
+            vec!["http://no-such-host.invalid:9095".to_owned()]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_least_busy_querier_comes_first() {
+        let pool = QuerierPool::new(
+            &[
+                "http://10.0.0.1:1".to_owned(),
+                "http://10.0.0.2:1".to_owned(),
+            ],
+            2,
+        )
+        .expect("pool");
+        let busy = pool.queriers.read()[0].clone();
+        let _held = busy.slots.clone().acquire_owned().await.expect("slot");
+        for _ in 0..4 {
+            assert_eq!(pool.ranked()[0].endpoint, "http://10.0.0.2:1");
+        }
+        drop(_held);
+        // Equals rotate.
+        let firsts: std::collections::BTreeSet<String> =
+            (0..4).map(|_| pool.ranked()[0].endpoint.clone()).collect();
+        assert_eq!(firsts.len(), 2);
     }
 }

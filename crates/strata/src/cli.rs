@@ -163,6 +163,10 @@ pub struct Cli {
     )]
     pub querier_addresses: Option<Vec<String>>,
 
+    /// Queries one querier is sent at once; more wait for a free slot [default: 8].
+    #[arg(long = "frontend.max-concurrent-per-querier", value_name = "N")]
+    pub max_concurrent_per_querier: Option<usize>,
+
     /// This meta node's Raft id, 1 or more (`--target meta`) [default: 0].
     #[arg(long = "meta.node-id", value_name = "ID")]
     pub meta_node_id: Option<u64>,
@@ -391,6 +395,10 @@ impl Cli {
         set(&mut c.querier.max_samples, &self.max_samples);
         set(&mut c.frontend.store_address, &self.store_address);
         set(&mut c.frontend.querier_addresses, &self.querier_addresses);
+        set(
+            &mut c.frontend.max_concurrent_per_querier,
+            &self.max_concurrent_per_querier,
+        );
         set(&mut c.meta.node_id, &self.meta_node_id);
         set(&mut c.meta.peers, &self.meta_peers);
         set(&mut c.meta.addresses, &self.meta_addresses);

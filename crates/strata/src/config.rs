@@ -191,6 +191,8 @@ pub struct FrontendRoleConfig {
     /// gRPC addresses of the queriers a `--target frontend` process sends
     /// PromQL to; empty evaluates in the frontend process itself.
     pub querier_addresses: Vec<String>,
+    /// Queries one querier is sent at once; more wait for a free slot.
+    pub max_concurrent_per_querier: usize,
 }
 
 impl Default for FrontendRoleConfig {
@@ -198,6 +200,7 @@ impl Default for FrontendRoleConfig {
         FrontendRoleConfig {
             store_address: "http://127.0.0.1:9095".to_owned(),
             querier_addresses: Vec::new(),
+            max_concurrent_per_querier: 8,
         }
     }
 }
@@ -407,6 +410,9 @@ impl Config {
                     "{key}: {url:?} must start with http:// or https://"
                 ));
             }
+        }
+        if self.frontend.max_concurrent_per_querier == 0 {
+            return Err("frontend.max_concurrent_per_querier must be at least 1".to_owned());
         }
         if self.meta.replication_factor == 0 {
             return Err("meta.replication_factor must be at least 1".to_owned());

@@ -41,6 +41,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// How often a frontend resolves its querier addresses again.
+const QUERIER_RESOLVE_PERIOD: Duration = Duration::from_secs(10);
+
 /// The store service a frontend or querier reads and writes through: the
 /// whole cluster when meta addresses are configured, else one store node;
 /// and whether it is ready (the cluster has a placement).
@@ -182,10 +185,17 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
     let querier: Arc<dyn QueryApi> = if config.frontend.querier_addresses.is_empty() {
         Arc::new(LocalQuerier::new(config.engine_options(), store.clone()))
     } else {
-        Arc::new(
-            QuerierPool::new(&config.frontend.querier_addresses)
-                .map_err(|e| anyhow!("frontend.querier_addresses: {e}"))?,
-        )
+        let pool = Arc::new(
+            QuerierPool::new(
+                &config.frontend.querier_addresses,
+                config.frontend.max_concurrent_per_querier,
+            )
+            .map_err(|e| anyhow!("frontend.querier_addresses: {e}"))?,
+        );
+        // Names of headless services stand for all their pods, re-resolved.
+        pool.resolve().await;
+        tokio::spawn(pool.clone().run(QUERIER_RESOLVE_PERIOD, stopped.clone()));
+        pool
     };
     let router = Frontend::new(
         config.frontend_config(),
