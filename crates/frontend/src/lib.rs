@@ -13,6 +13,7 @@ mod params;
 mod query_api;
 mod query_frontend;
 mod read_api;
+mod read_cache;
 mod remote_read;
 mod remote_write;
 mod selector;
@@ -94,6 +95,8 @@ struct Inner {
     metrics: FrontendMetrics,
     /// Decompressed remote-write bytes being written now.
     inflight_write_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// Series and label answers of ranges older than the freshness window.
+    read_cache: read_cache::ReadCache,
 }
 
 impl std::fmt::Debug for Frontend {
@@ -117,6 +120,7 @@ impl Frontend {
         let querier = querier.map(|querier| {
             query_frontend::QueryFrontend::new(&config.query_frontend, querier, registry)
         });
+        let read_cache = read_cache::ReadCache::new(&config.query_frontend, registry);
         Frontend {
             inner: Arc::new(Inner {
                 config,
@@ -125,6 +129,7 @@ impl Frontend {
                 ready,
                 metrics: FrontendMetrics::new(registry),
                 inflight_write_bytes: Arc::default(),
+                read_cache,
             }),
         }
     }
@@ -140,6 +145,10 @@ impl Frontend {
     /// The query frontend over the querier, if there is one.
     pub(crate) fn querier(&self) -> Option<&query_frontend::QueryFrontend> {
         self.inner.querier.as_ref()
+    }
+
+    pub(crate) fn read_cache(&self) -> &read_cache::ReadCache {
+        &self.inner.read_cache
     }
 
     pub(crate) fn inflight_write_bytes(&self) -> &Arc<std::sync::atomic::AtomicUsize> {

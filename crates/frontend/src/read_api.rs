@@ -3,19 +3,20 @@
 //! Grafana probes, and the health endpoints.
 
 use axum::Json;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use strata_common::Matcher;
+use strata_common::{Matcher, TenantId};
 use strata_proto::prometheus::{Label, MetricMetadata, metric_metadata::MetricType};
 use strata_proto::store::{
     LabelNamesRequest, LabelValuesRequest, MatcherSet, MetadataRequest, SeriesRequest,
 };
 
-use crate::Frontend;
 use crate::api_error::ApiError;
 use crate::params::{MAX_TIME_MS, MIN_TIME_MS, Params};
+use crate::read_cache::CachedRead;
 use crate::selector::parse_selector;
+use crate::{CACHE_HEADER, Frontend};
 
 /// The warning Prometheus adds when `limit` cut a result.
 const TRUNCATED_WARNING: &str = "results truncated due to limit";
@@ -117,7 +118,39 @@ pub(crate) fn unescape_label_name(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// Marks whether an answer came from the read cache.
+fn with_cache_header(mut response: Response, status: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(status));
+    response
+}
+
 impl Frontend {
+    /// The read cache's key for an endpoint's request, when its answer can
+    /// no longer change (see [`crate::read_cache`]).
+    fn read_cache_key(
+        &self,
+        tenant: &TenantId,
+        endpoint: &str,
+        name: &str,
+        params: &Params,
+        end_ms: i64,
+        limit: u64,
+    ) -> Option<String> {
+        let (start_ms, _) = time_range(params).ok()?;
+        let request = format!(
+            "{endpoint}\u{0}{name}\u{0}{:?}\u{0}{start_ms}\u{0}{end_ms}\u{0}{limit}",
+            params.all("match[]")
+        );
+        self.read_cache().key(
+            tenant.as_str(),
+            &request,
+            end_ms,
+            crate::query_api::now_ms(),
+        )
+    }
+
     pub(crate) async fn series(
         &self,
         headers: &HeaderMap,
@@ -129,22 +162,40 @@ impl Frontend {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
         let (start_ms, end_ms) = time_range(params)?;
-        let response = self
-            .store()
-            .series(SeriesRequest {
-                tenant: tenant.to_string(),
-                matcher_sets: sets,
-                start_ms,
-                end_ms,
-                limit: params.limit()?,
-            })
-            .await?;
+        let limit = params.limit()?;
+        let key = self.read_cache_key(&tenant, "series", "", params, end_ms, limit);
+        let (response, cache) = match key.as_deref().and_then(|k| self.read_cache().get(k)) {
+            Some(hit) => match hit.as_ref() {
+                CachedRead::Series(response) => (response.clone(), "hit"),
+                _ => return Err(ApiError::bad_data("internal cache key clash")),
+            },
+            None => {
+                let response = self
+                    .store()
+                    .series(SeriesRequest {
+                        tenant: tenant.to_string(),
+                        matcher_sets: sets,
+                        start_ms,
+                        end_ms,
+                        limit,
+                    })
+                    .await?;
+                if let Some(key) = key {
+                    self.read_cache()
+                        .insert(key, CachedRead::Series(response.clone()));
+                }
+                (response, "miss")
+            }
+        };
         let data: Vec<Value> = response
             .series
             .iter()
             .map(|s| labels_json(&s.labels))
             .collect();
-        Ok(success(Value::Array(data), warnings_if(response.truncated)))
+        Ok(with_cache_header(
+            success(Value::Array(data), warnings_if(response.truncated)),
+            cache,
+        ))
     }
 
     pub(crate) async fn label_names(
@@ -154,19 +205,35 @@ impl Frontend {
     ) -> Result<Response, ApiError> {
         let tenant = self.tenant(headers)?;
         let (start_ms, end_ms) = time_range(params)?;
-        let response = self
-            .store()
-            .label_names(LabelNamesRequest {
-                tenant: tenant.to_string(),
-                matcher_sets: matcher_sets(params, EmptyMatcherError::Bare)?,
-                start_ms,
-                end_ms,
-                limit: params.limit()?,
-            })
-            .await?;
-        Ok(success(
-            json!(response.names),
-            warnings_if(response.truncated),
+        let limit = params.limit()?;
+        let sets = matcher_sets(params, EmptyMatcherError::Bare)?;
+        let key = self.read_cache_key(&tenant, "labels", "", params, end_ms, limit);
+        let (response, cache) = match key.as_deref().and_then(|k| self.read_cache().get(k)) {
+            Some(hit) => match hit.as_ref() {
+                CachedRead::Names(response) => (response.clone(), "hit"),
+                _ => return Err(ApiError::bad_data("internal cache key clash")),
+            },
+            None => {
+                let response = self
+                    .store()
+                    .label_names(LabelNamesRequest {
+                        tenant: tenant.to_string(),
+                        matcher_sets: sets,
+                        start_ms,
+                        end_ms,
+                        limit,
+                    })
+                    .await?;
+                if let Some(key) = key {
+                    self.read_cache()
+                        .insert(key, CachedRead::Names(response.clone()));
+                }
+                (response, "miss")
+            }
+        };
+        Ok(with_cache_header(
+            success(json!(response.names), warnings_if(response.truncated)),
+            cache,
         ))
     }
 
@@ -183,20 +250,36 @@ impl Frontend {
             return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
         }
         let (start_ms, end_ms) = time_range(params)?;
-        let response = self
-            .store()
-            .label_values(LabelValuesRequest {
-                tenant: tenant.to_string(),
-                name,
-                matcher_sets: matcher_sets(params, EmptyMatcherError::Bare)?,
-                start_ms,
-                end_ms,
-                limit: params.limit()?,
-            })
-            .await?;
-        Ok(success(
-            json!(response.values),
-            warnings_if(response.truncated),
+        let limit = params.limit()?;
+        let sets = matcher_sets(params, EmptyMatcherError::Bare)?;
+        let key = self.read_cache_key(&tenant, "values", &name, params, end_ms, limit);
+        let (response, cache) = match key.as_deref().and_then(|k| self.read_cache().get(k)) {
+            Some(hit) => match hit.as_ref() {
+                CachedRead::Values(response) => (response.clone(), "hit"),
+                _ => return Err(ApiError::bad_data("internal cache key clash")),
+            },
+            None => {
+                let response = self
+                    .store()
+                    .label_values(LabelValuesRequest {
+                        tenant: tenant.to_string(),
+                        name,
+                        matcher_sets: sets,
+                        start_ms,
+                        end_ms,
+                        limit,
+                    })
+                    .await?;
+                if let Some(key) = key {
+                    self.read_cache()
+                        .insert(key, CachedRead::Values(response.clone()));
+                }
+                (response, "miss")
+            }
+        };
+        Ok(with_cache_header(
+            success(json!(response.values), warnings_if(response.truncated)),
+            cache,
         ))
     }
 

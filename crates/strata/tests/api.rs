@@ -1585,3 +1585,58 @@ fn json_logs_are_json_lines() {
         assert!(value.get("level").is_some(), "no level: {line}");
     }
 }
+
+#[test]
+fn label_and_series_answers_of_old_ranges_are_cached_per_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strata = Strata::start(&dir.path().join("data"), &[]);
+    let now = crate::support::now_ms();
+    let old = now - 3 * 3_600_000;
+    push_ok(
+        &strata,
+        Some("a"),
+        &write(vec![floats(
+            &[("__name__", "m"), ("job", "a-job")],
+            &[(old, 1.0)],
+        )]),
+    );
+    push_ok(
+        &strata,
+        Some("b"),
+        &write(vec![floats(
+            &[("__name__", "m"), ("job", "b-job")],
+            &[(old, 1.0)],
+        )]),
+    );
+    let ask = |tenant: &str, end_ms: i64| -> (String, Value) {
+        let url = strata.url(&format!(
+            "/api/v1/label/job/values?start={}&end={}",
+            (old - 60_000) as f64 / 1000.0,
+            end_ms as f64 / 1000.0
+        ));
+        let mut response = agent()
+            .get(&url)
+            .header("X-Scope-OrgID", tenant)
+            .call()
+            .expect("label values");
+        let cache = response
+            .headers()
+            .get("x-strata-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().expect("body"))
+                .expect("json");
+        (cache, body["data"].clone())
+    };
+    let end = now - 3_600_000;
+    assert_eq!(ask("a", end), ("miss".to_owned(), json!(["a-job"])));
+    assert_eq!(ask("a", end), ("hit".to_owned(), json!(["a-job"])));
+    // The same request from another tenant is its own entry.
+    assert_eq!(ask("b", end), ("miss".to_owned(), json!(["b-job"])));
+    assert_eq!(ask("b", end), ("hit".to_owned(), json!(["b-job"])));
+    // A range reaching into the freshness window is never cached.
+    assert_eq!(ask("a", now), ("miss".to_owned(), json!(["a-job"])));
+    assert_eq!(ask("a", now), ("miss".to_owned(), json!(["a-job"])));
+}
