@@ -274,8 +274,8 @@ STRATA_PANELS: list = [
         (f'sum(rate(strata_frontend_http_requests_total{{status_code=~"5..",{I}}}[$__rate_interval]))', "5xx")],
      {"unit": "reqps"}),
     ("timeseries", "Cache hit rate", [
-        (f'sum(rate(strata_frontend_results_cache_hits_total{{{I}}}[$__rate_interval])) / '
-         f'(sum(rate(strata_frontend_results_cache_hits_total{{{I}}}[$__rate_interval])) + sum(rate(strata_frontend_results_cache_misses_total{{{I}}}[$__rate_interval])))',
+        (f'sum(rate(strata_query_frontend_results_cache_hits_total{{{I}}}[$__rate_interval])) / '
+         f'(sum(rate(strata_query_frontend_results_cache_hits_total{{{I}}}[$__rate_interval])) + sum(rate(strata_query_frontend_results_cache_misses_total{{{I}}}[$__rate_interval])))',
          "results cache"),
         (f'sum(rate(strata_store_block_cache_hits_total{{{I}}}[$__rate_interval])) / '
          f'(sum(rate(strata_store_block_cache_hits_total{{{I}}}[$__rate_interval])) + sum(rate(strata_store_block_cache_misses_total{{{I}}}[$__rate_interval])))',
