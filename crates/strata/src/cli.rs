@@ -305,12 +305,64 @@ pub enum ToolCommand {
         /// A block, tenant or data directory.
         dir: PathBuf,
     },
+    /// The cluster's meta service: status, Raft voters, stores, tenants.
+    Meta {
+        /// Meta nodes (gRPC URLs, comma-separated); any of them answers.
+        #[arg(
+            long = "meta.addresses",
+            value_name = "URLS",
+            value_delimiter = ',',
+            required = true
+        )]
+        addresses: Vec<String>,
+        #[command(subcommand)]
+        command: MetaCommand,
+    },
     /// Exits 0 when an HTTP URL answers 200 within 5 s, 1 otherwise: the
     /// container health check (the image has no curl).
     Healthcheck {
         /// An `http://` URL.
         #[arg(long, default_value = "http://127.0.0.1:9090/-/ready")]
         url: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MetaCommand {
+    /// Raft status of every meta node, then members, epochs and tenants.
+    Status,
+    /// Adds a Raft voter (it must already run with its own --meta.node-id).
+    AddVoter {
+        #[arg(long)]
+        id: u64,
+        /// The new node's gRPC URL.
+        #[arg(long)]
+        address: String,
+    },
+    /// Removes a Raft voter.
+    RemoveVoter {
+        #[arg(long)]
+        id: u64,
+    },
+    /// Decommissions a store node: a new placement epoch without it starts
+    /// after the epoch delay; it keeps serving the epochs it was part of.
+    RemoveStore {
+        #[arg(long)]
+        id: String,
+    },
+    /// Creates or changes a tenant: its shard count (a change starts a new
+    /// epoch) and limit overrides.
+    SetTenant {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        shards: Option<u32>,
+        /// A limit override as key=value, repeatable.
+        #[arg(long)]
+        limit: Vec<String>,
+        /// Replace the tenant's overrides instead of merging into them.
+        #[arg(long)]
+        replace_limits: bool,
     },
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod local_querier;
 mod logging;
+mod meta_tool;
 mod querier_service;
 mod server;
 mod tool;

@@ -16,6 +16,9 @@ pub fn run(command: &ToolCommand) -> ExitCode {
         ToolCommand::InspectBlock { dir } => inspect_block(dir, &mut out),
         ToolCommand::Verify { dir } => verify(dir, &mut out),
         ToolCommand::Healthcheck { url } => healthcheck(url, &mut out),
+        ToolCommand::Meta { addresses, command } => {
+            crate::meta_tool::run(addresses, command, &mut out)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

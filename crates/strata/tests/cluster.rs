@@ -106,6 +106,27 @@ impl Cluster {
             .to_owned()
     }
 
+    /// `strata tool meta --meta.addresses ... ARGS`; its standard output.
+    fn meta_tool(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "tool",
+                "meta",
+                "--meta.addresses",
+                &self.file("meta.addresses"),
+            ])
+            .args(args)
+            .output()
+            .expect("run strata tool meta");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "strata tool meta {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// Every process's log, for failure messages.
     fn logs(&self) -> String {
         let mut all = String::new();
