@@ -472,6 +472,35 @@ fn killing_the_meta_leader_is_invisible_to_clients() {
         cluster.logs()
     );
     assert_eq!(sample_count(&cluster, "team-b", "steady"), total);
+
+    // The operator's view through the surviving meta nodes.
+    let status = cluster.meta_tool(&["status"]);
+    assert!(status.contains("unreachable"), "{status}");
+    for store in ["store-1", "store-2", "store-3"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with(&format!("store {store} ")) && l.contains(" healthy")),
+            "{status}"
+        );
+    }
+    assert!(status.contains("tenant team-b"), "created on first write: {status}");
+    let set = cluster.meta_tool(&[
+        "set-tenant",
+        "--tenant",
+        "team-b",
+        "--shards",
+        "4",
+        "--limit",
+        "max_label_names_per_series=40",
+    ]);
+    assert!(
+        set.contains("shards 4") && set.contains("max_label_names_per_series"),
+        "{set}"
+    );
+    let status = cluster.meta_tool(&["status"]);
+    let epochs = status.lines().filter(|l| l.starts_with("epoch ")).count();
+    assert_eq!(epochs, 2, "a new shard count starts an epoch: {status}");
 }
 
 /// `meta-N` of the current Raft leader, from the meta nodes' /metrics.
