@@ -176,6 +176,8 @@ pub struct Placement {
     pub epoch_delay: Duration,
     /// Wall-clock milliseconds when the view was asked for.
     pub fetched_at_ms: i64,
+    /// Limit overrides by tenant (configuration key → value).
+    pub tenant_limits: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Placement {
@@ -226,6 +228,12 @@ impl Placement {
             fetched_at,
             epoch_delay: Duration::from_millis(state.epoch_delay_ms.max(0) as u64),
             fetched_at_ms,
+            tenant_limits: state
+                .tenants
+                .iter()
+                .filter(|t| !t.limits.is_empty())
+                .map(|t| (t.id.clone(), t.limits.clone().into_iter().collect()))
+                .collect(),
         }
     }
 

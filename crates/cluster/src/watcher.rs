@@ -44,6 +44,14 @@ impl PlacementWatcher {
         &self.meta
     }
 
+    /// A tenant's limit overrides in the view last fetched.
+    pub fn tenant_limits(
+        &self,
+        tenant: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.current()?.tenant_limits.get(tenant).cloned()
+    }
+
     /// The view last fetched, if any.
     pub fn current(&self) -> Option<Arc<Placement>> {
         self.current.read().clone()

@@ -97,7 +97,13 @@ struct Inner {
     inflight_write_bytes: Arc<std::sync::atomic::AtomicUsize>,
     /// Series and label answers of ranges older than the freshness window.
     read_cache: read_cache::ReadCache,
+    /// A tenant's limit overrides (from meta in a cluster), set once.
+    limit_overrides: std::sync::OnceLock<LimitOverrides>,
 }
+
+/// Looks up a tenant's limit overrides: configuration key → value.
+pub type LimitOverrides =
+    Arc<dyn Fn(&str) -> Option<std::collections::BTreeMap<String, String>> + Send + Sync>;
 
 impl std::fmt::Debug for Frontend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +136,7 @@ impl Frontend {
                 metrics: FrontendMetrics::new(registry),
                 inflight_write_bytes: Arc::default(),
                 read_cache,
+                limit_overrides: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -145,6 +152,29 @@ impl Frontend {
     /// The query frontend over the querier, if there is one.
     pub(crate) fn querier(&self) -> Option<&query_frontend::QueryFrontend> {
         self.inner.querier.as_ref()
+    }
+
+    /// Applies each tenant's limit overrides from `overrides` from now on
+    /// (config defaults for the keys it does not name). Only the first
+    /// call has an effect.
+    pub fn set_limit_overrides(&self, overrides: LimitOverrides) {
+        let _ = self.inner.limit_overrides.set(overrides);
+    }
+
+    /// The limits of `tenant`: the configured ones with its overrides.
+    pub(crate) fn limits_for(&self, tenant: &TenantId) -> std::borrow::Cow<'_, LimitsConfig> {
+        let base = &self.inner.config.limits;
+        let overrides = self
+            .inner
+            .limit_overrides
+            .get()
+            .and_then(|lookup| lookup(tenant.as_str()));
+        match overrides {
+            Some(overrides) if !overrides.is_empty() => {
+                std::borrow::Cow::Owned(base.with_overrides(&overrides))
+            }
+            _ => std::borrow::Cow::Borrowed(base),
+        }
     }
 
     pub(crate) fn read_cache(&self) -> &read_cache::ReadCache {

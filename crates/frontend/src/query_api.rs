@@ -92,7 +92,9 @@ impl Frontend {
     }
 
     async fn run_query(&self, request: QueryRequest, stats: bool) -> Result<Response, ApiError> {
-        check_query_size(&request.query, self.config().limits.max_query_bytes)?;
+        let tenant = strata_common::TenantId::new(&request.tenant)
+            .map_err(|e| ApiError::bad_data(e.to_string()))?;
+        check_query_size(&request.query, self.limits_for(&tenant).max_query_bytes)?;
         let Some(querier) = self.querier() else {
             return Err(ApiError::new(
                 strata_common::ErrorClass::Unavailable,

@@ -108,7 +108,7 @@ impl Frontend {
     ) -> Result<Ingested, ApiError> {
         let tenant = self.tenant(headers)?;
         check_content_headers(headers)?;
-        let limits = &self.config().limits;
+        let limits = self.limits_for(&tenant);
         let compressed = read_body(body, limits.max_request_body_bytes).await?;
         let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
         let _in_flight = self.admit_write_bytes(decoded.len())?;
@@ -136,7 +136,8 @@ impl Frontend {
         tenant: &TenantId,
         request: RawWriteRequest,
     ) -> Result<Ingested, ApiError> {
-        let limits = &self.config().limits;
+        let limits = self.limits_for(tenant);
+        let limits = limits.as_ref();
         let mut ingested = Ingested::default();
         let mut valid = Vec::with_capacity(request.timeseries.len());
         for raw in request.timeseries {

@@ -6,6 +6,8 @@
 //! sorting costs little and loses nothing); labels with an empty value are
 //! dropped, since Prometheus treats an empty value as an absent label.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use strata_common::labels::{self, METRIC_NAME};
 use strata_proto::ingest::{RawLabel, RawTimeSeries};
@@ -48,6 +50,31 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// These limits with a tenant's overrides (configuration key → value,
+    /// as stored in meta) applied. Unknown keys and values that do not
+    /// parse are skipped: an override can only change a limit it names.
+    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> LimitsConfig {
+        let mut limits = self.clone();
+        for (key, value) in overrides {
+            let slot = match key.as_str() {
+                "max_label_names_per_series" => &mut limits.max_label_names_per_series,
+                "max_label_name_length" => &mut limits.max_label_name_length,
+                "max_label_value_length" => &mut limits.max_label_value_length,
+                "max_request_body_bytes" => &mut limits.max_request_body_bytes,
+                "max_decompressed_body_bytes" => &mut limits.max_decompressed_body_bytes,
+                "max_query_bytes" => &mut limits.max_query_bytes,
+                _ => continue,
+            };
+            match value.parse::<usize>() {
+                Ok(parsed) => *slot = parsed,
+                Err(_) => {
+                    tracing::warn!(%key, %value, "tenant limit override is not a number, ignored");
+                }
+            }
+        }
+        limits
+    }
+
     /// Rejects settings that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
@@ -255,6 +282,26 @@ fn capped(mut text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_overrides_change_only_the_limits_they_name() {
+        let defaults = LimitsConfig::default();
+        let overrides = BTreeMap::from([
+            ("max_label_names_per_series".to_owned(), "3".to_owned()),
+            ("max_query_bytes".to_owned(), "not a number".to_owned()),
+            ("no_such_limit".to_owned(), "7".to_owned()),
+        ]);
+        let limits = defaults.with_overrides(&overrides);
+        assert_eq!(limits.max_label_names_per_series, 3);
+        assert_eq!(limits.max_query_bytes, defaults.max_query_bytes);
+        assert_eq!(
+            LimitsConfig {
+                max_label_names_per_series: defaults.max_label_names_per_series,
+                ..limits
+            },
+            defaults
+        );
+    }
     use strata_proto::prometheus::Sample;
 
     fn raw(pairs: &[(&[u8], &[u8])]) -> RawTimeSeries {

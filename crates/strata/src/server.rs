@@ -44,18 +44,29 @@ type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
 /// How often a frontend resolves its querier addresses again.
 const QUERIER_RESOLVE_PERIOD: Duration = Duration::from_secs(10);
 
-/// The store service a frontend or querier reads and writes through: the
-/// whole cluster when meta addresses are configured, else one store node;
-/// and whether it is ready (the cluster has a placement).
+/// What a frontend or querier reads and writes through.
+struct StoreView {
+    store: Arc<dyn StoreApi>,
+    /// The cluster has a placement (always true without meta).
+    ready: ReadyFn,
+    /// The placement from meta, in a cluster.
+    watcher: Option<Arc<PlacementWatcher>>,
+}
+
+/// The whole cluster when meta addresses are configured, else one store node.
 fn store_view(
     config: &Config,
     registry: &mut Registry,
     stopped: &watch::Receiver<bool>,
-) -> anyhow::Result<(Arc<dyn StoreApi>, ReadyFn)> {
+) -> anyhow::Result<StoreView> {
     if config.meta.addresses.is_empty() {
         let client = GrpcStoreClient::connect_lazy(&config.frontend.store_address)
             .map_err(|e| anyhow!("frontend.store_address: {e}"))?;
-        return Ok((Arc::new(client), Arc::new(|| true)));
+        return Ok(StoreView {
+            store: Arc::new(client),
+            ready: Arc::new(|| true),
+            watcher: None,
+        });
     }
     let meta = Arc::new(
         MetaClient::new(&config.meta.addresses).map_err(|e| anyhow!("meta.addresses: {e}"))?,
@@ -73,8 +84,12 @@ fn store_view(
             .current()
             .is_some_and(|placement| !placement.epochs.is_empty())
     });
-    let store = ClusterStore::new(watcher, ClusterStoreOptions::default(), metrics);
-    Ok((Arc::new(store), ready))
+    let store = ClusterStore::new(watcher.clone(), ClusterStoreOptions::default(), metrics);
+    Ok(StoreView {
+        store: Arc::new(store),
+        ready,
+        watcher: Some(watcher),
+    })
 }
 
 async fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
@@ -181,7 +196,11 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
     let (stop, stopped) = watch::channel(false);
-    let (store, ready) = store_view(&config, &mut registry, &stopped)?;
+    let StoreView {
+        store,
+        ready,
+        watcher,
+    } = store_view(&config, &mut registry, &stopped)?;
     let querier: Arc<dyn QueryApi> = if config.frontend.querier_addresses.is_empty() {
         Arc::new(LocalQuerier::new(config.engine_options(), store.clone()))
     } else {
@@ -197,15 +216,18 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
         tokio::spawn(pool.clone().run(QUERIER_RESOLVE_PERIOD, stopped.clone()));
         pool
     };
-    let router = Frontend::new(
+    let frontend = Frontend::new(
         config.frontend_config(),
         store,
         Some(querier),
         ready,
         &mut registry,
-    )
-    .router();
-    let router = with_metrics(router, registry);
+    );
+    if let Some(watcher) = watcher {
+        // Tenants' limit overrides as meta has them, without a restart.
+        frontend.set_limit_overrides(Arc::new(move |tenant| watcher.tenant_limits(tenant)));
+    }
+    let router = with_metrics(frontend.router(), registry);
     let http = tokio::spawn(serve_http(http_listener, router, stopped));
     tracing::info!(
         http = %config.server.http_addr,
@@ -225,7 +247,7 @@ async fn run_querier(config: Config) -> anyhow::Result<()> {
     let http_listener = bind(&config.server.http_addr, "server.http_addr").await?;
     let grpc_listener = bind(&config.server.grpc_addr, "server.grpc_addr").await?;
     let (stop, stopped) = watch::channel(false);
-    let (store, ready) = store_view(&config, &mut registry, &stopped)?;
+    let StoreView { store, ready, .. } = store_view(&config, &mut registry, &stopped)?;
     let querier: Arc<dyn QueryApi> = Arc::new(LocalQuerier::new(config.engine_options(), store));
     let router = with_metrics(health_router(ready), registry);
     let http = tokio::spawn(serve_http(http_listener, router, stopped.clone()));

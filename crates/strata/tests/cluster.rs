@@ -484,7 +484,10 @@ fn killing_the_meta_leader_is_invisible_to_clients() {
             "{status}"
         );
     }
-    assert!(status.contains("tenant team-b"), "created on first write: {status}");
+    assert!(
+        status.contains("tenant team-b"),
+        "created on first write: {status}"
+    );
     let set = cluster.meta_tool(&[
         "set-tenant",
         "--tenant",
@@ -492,12 +495,21 @@ fn killing_the_meta_leader_is_invisible_to_clients() {
         "--shards",
         "4",
         "--limit",
-        "max_label_names_per_series=40",
+        "max_label_names_per_series=3",
     ]);
     assert!(
         set.contains("shards 4") && set.contains("max_label_names_per_series"),
         "{set}"
     );
+    // The override applies without a restart, to team-b only.
+    let mut four_labels = dataset("override_check", 1, 1, now_ms() - 1_000);
+    four_labels.timeseries[0].labels.push(label("zone", "z1"));
+    wait_until("the override to apply", Duration::from_secs(30), || {
+        let (status, body) = push(&cluster.base, Some("team-b"), &four_labels);
+        status == 400 && body.contains("more than the limit of 3")
+    });
+    let (status, body) = push(&cluster.base, Some("team-a"), &four_labels);
+    assert_eq!(status, 204, "team-a keeps the default limit: {body}");
     let status = cluster.meta_tool(&["status"]);
     let epochs = status.lines().filter(|l| l.starts_with("epoch ")).count();
     assert_eq!(epochs, 2, "a new shard count starts an epoch: {status}");
