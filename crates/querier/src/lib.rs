@@ -72,6 +72,10 @@ pub enum QueryError {
     Canceled,
     #[error("{0}")]
     Storage(String),
+    /// Storage could not be read now (a shard without enough replicas);
+    /// retryable (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl QueryError {
@@ -83,6 +87,7 @@ impl QueryError {
             QueryError::Timeout => ErrorClass::Timeout,
             QueryError::Canceled => ErrorClass::Canceled,
             QueryError::Storage(_) => ErrorClass::Internal,
+            QueryError::Unavailable(_) => ErrorClass::Unavailable,
         }
     }
 

@@ -151,6 +151,10 @@ pub struct Cli {
     #[arg(long = "querier.max-samples", value_name = "N")]
     pub max_samples: Option<usize>,
 
+    /// Most series one query may load, all selectors together; 0 for no limit [default: 0].
+    #[arg(long = "querier.max-series", value_name = "N")]
+    pub max_series: Option<u64>,
+
     /// Store node a `--target frontend` or `querier` process uses without meta [default: http://127.0.0.1:9095].
     #[arg(long = "frontend.store-address", value_name = "URL")]
     pub store_address: Option<String>,
@@ -445,6 +449,7 @@ impl Cli {
         set(&mut c.querier.lookback_delta, &self.lookback_delta);
         set(&mut c.querier.timeout, &self.query_timeout);
         set(&mut c.querier.max_samples, &self.max_samples);
+        set(&mut c.querier.max_series, &self.max_series);
         set(&mut c.frontend.store_address, &self.store_address);
         set(&mut c.frontend.querier_addresses, &self.querier_addresses);
         set(

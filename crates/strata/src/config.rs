@@ -170,6 +170,8 @@ pub struct QuerierConfig {
     pub timeout: String,
     /// Most samples one query may load.
     pub max_samples: usize,
+    /// Most series one query may load, all its selectors together; 0: no limit.
+    pub max_series: u64,
 }
 
 impl Default for QuerierConfig {
@@ -178,6 +180,7 @@ impl Default for QuerierConfig {
             lookback_delta: "5m".to_owned(),
             timeout: "2m".to_owned(),
             max_samples: 50_000_000,
+            max_series: 0,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use strata_common::{Matcher, QueryApi, ServiceError, StoreApi};
+use strata_common::{ErrorClass, Matcher, QueryApi, ServiceError, StoreApi};
 use strata_proto::query::{
     Matrix, PromSample, PromSeries, QueryRequest, QueryResponse, Scalar, StringValue, Vector,
     query_response,
@@ -19,6 +19,8 @@ use strata_querier::{Engine, EngineOptions, QueryError, Queryable, SeriesData, V
 pub struct LocalQuerier {
     engine: Engine,
     store: Arc<dyn StoreApi>,
+    /// Most series one query may load; 0: no limit.
+    max_series: u64,
 }
 
 impl std::fmt::Debug for LocalQuerier {
@@ -30,10 +32,11 @@ impl std::fmt::Debug for LocalQuerier {
 }
 
 impl LocalQuerier {
-    pub fn new(options: EngineOptions, store: Arc<dyn StoreApi>) -> Self {
+    pub fn new(options: EngineOptions, store: Arc<dyn StoreApi>, max_series: u64) -> Self {
         LocalQuerier {
             engine: Engine::new(options),
             store,
+            max_series,
         }
     }
 
@@ -57,6 +60,10 @@ struct TenantStore<'a> {
     tenant: &'a str,
     /// Samples loaded by the query's selectors (for `stats`).
     loaded: std::sync::atomic::AtomicU64,
+    /// Series loaded by the query's selectors, against `max_series`.
+    series: std::sync::atomic::AtomicU64,
+    /// 0: no limit.
+    max_series: u64,
 }
 
 #[async_trait]
@@ -76,7 +83,20 @@ impl Queryable for TenantStore<'_> {
                 end_ms,
             })
             .await
-            .map_err(|e| QueryError::Storage(e.message))?;
+            .map_err(|e| match e.class {
+                ErrorClass::Unavailable | ErrorClass::Timeout => QueryError::Unavailable(e.message),
+                _ => QueryError::Storage(e.message),
+            })?;
+        let series_so_far = self
+            .series
+            .fetch_add(selected.len() as u64, std::sync::atomic::Ordering::Relaxed)
+            + selected.len() as u64;
+        if self.max_series > 0 && series_so_far > self.max_series {
+            return Err(QueryError::Execution(format!(
+                "the query would load more than {} series (querier.max_series)",
+                self.max_series
+            )));
+        }
         let mut out = Vec::with_capacity(selected.len());
         for series in selected {
             let mut floats = Vec::new();
@@ -103,6 +123,8 @@ impl QueryApi for LocalQuerier {
             store: self.store.as_ref(),
             tenant: &request.tenant,
             loaded: std::sync::atomic::AtomicU64::new(0),
+            series: std::sync::atomic::AtomicU64::new(0),
+            max_series: self.max_series,
         };
         let output = if request.step_ms == 0 {
             engine

@@ -114,7 +114,11 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
     let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || ready_engine.is_ready());
     let mut router = if config.target == Target::All {
         let store: Arc<dyn StoreApi> = Arc::new(store.clone());
-        let querier = LocalQuerier::new(config.engine_options(), store.clone());
+        let querier = LocalQuerier::new(
+            config.engine_options(),
+            store.clone(),
+            config.querier.max_series,
+        );
         Frontend::new(
             config.frontend_config(),
             store,
@@ -202,7 +206,11 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
         watcher,
     } = store_view(&config, &mut registry, &stopped)?;
     let querier: Arc<dyn QueryApi> = if config.frontend.querier_addresses.is_empty() {
-        Arc::new(LocalQuerier::new(config.engine_options(), store.clone()))
+        Arc::new(LocalQuerier::new(
+            config.engine_options(),
+            store.clone(),
+            config.querier.max_series,
+        ))
     } else {
         let pool = Arc::new(
             QuerierPool::new(
@@ -248,7 +256,11 @@ async fn run_querier(config: Config) -> anyhow::Result<()> {
     let grpc_listener = bind(&config.server.grpc_addr, "server.grpc_addr").await?;
     let (stop, stopped) = watch::channel(false);
     let StoreView { store, ready, .. } = store_view(&config, &mut registry, &stopped)?;
-    let querier: Arc<dyn QueryApi> = Arc::new(LocalQuerier::new(config.engine_options(), store));
+    let querier: Arc<dyn QueryApi> = Arc::new(LocalQuerier::new(
+        config.engine_options(),
+        store,
+        config.querier.max_series,
+    ));
     let router = with_metrics(health_router(ready), registry);
     let http = tokio::spawn(serve_http(http_listener, router, stopped.clone()));
     let grpc = tokio::spawn(serve_grpc(

@@ -1640,3 +1640,34 @@ fn label_and_series_answers_of_old_ranges_are_cached_per_tenant() {
     assert_eq!(ask("a", now), ("miss".to_owned(), json!(["a-job"])));
     assert_eq!(ask("a", now), ("miss".to_owned(), json!(["a-job"])));
 }
+
+#[test]
+fn a_query_loading_more_series_than_the_limit_fails_with_422() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strata = Strata::start(&dir.path().join("data"), &["--querier.max-series", "2"]);
+    let t = crate::support::now_ms() - 60_000;
+    let series = (0..3)
+        .map(|i| floats(&[("__name__", "m"), ("i", &i.to_string())], &[(t, 1.0)]))
+        .collect();
+    push_ok(&strata, None, &write(series));
+    let time = t as f64 / 1000.0;
+    let (status, body) = get_json(
+        &strata.url(&format!("/api/v1/query?query=m&time={time}")),
+        None,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errorType"], "execution");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("more than 2 series")),
+        "{body}"
+    );
+    let query = enc("m{i!=\"2\"}");
+    let (status, body) = get_json(
+        &strata.url(&format!("/api/v1/query?query={query}&time={time}")),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"].as_array().map(Vec::len), Some(2));
+}
