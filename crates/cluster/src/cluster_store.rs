@@ -25,8 +25,11 @@ use crate::watcher::PlacementWatcher;
 pub struct ClusterStoreOptions {
     /// One write to one replica.
     pub write_timeout: Duration,
-    /// One read from one replica; a replica slower than this is replaced.
+    /// One read from one replica; a replica slower than this has failed.
     pub read_timeout: Duration,
+    /// While reads are this slow, other replicas of their shards are
+    /// asked too (hedged requests).
+    pub hedge_delay: Duration,
 }
 
 impl Default for ClusterStoreOptions {
@@ -34,6 +37,7 @@ impl Default for ClusterStoreOptions {
         ClusterStoreOptions {
             write_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            hedge_delay: Duration::from_secs(2),
         }
     }
 }

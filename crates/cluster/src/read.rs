@@ -3,12 +3,15 @@
 //! so that every acknowledged sample is seen with a replica down. Each
 //! store node is asked once per epoch (it answers for all the shards it
 //! holds); a failed node is replaced by another replica of the shards it
-//! covered. Answers are merged: series by labels and, where replicas
+//! covered, and so is one slower than the hedge delay (both are then
+//! awaited, the first answers that cover every shard win). Answers are merged: series by labels and, where replicas
 //! differ, sample by sample.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use futures::StreamExt;
 use futures::future::join_all;
+use futures::stream::FuturesUnordered;
 use strata_common::error::ErrorClass;
 use strata_common::{GrpcStoreClient, ServiceError, StoreApi};
 use strata_proto::prometheus::{Label, Labels, MetricMetadata};
@@ -57,31 +60,47 @@ where
         .collect();
     let mut asked: HashSet<(usize, String)> = HashSet::new();
     let mut answered: HashSet<(usize, String)> = HashSet::new();
+    let mut in_flight: HashSet<(usize, String)> = HashSet::new();
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
     let mut results = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    // Set when the calls in flight took longer than the hedge delay: plan
+    // as if they had failed, so other replicas are asked too.
+    let mut hedging = false;
     loop {
-        let calls = plan_round(
+        let counted: HashSet<(usize, String)> = if hedging {
+            answered.clone()
+        } else {
+            answered.union(&in_flight).cloned().collect()
+        };
+        let planned = plan_round(
             &placement,
             tenant,
             &epochs,
             &shard_replicas,
             &asked,
-            &answered,
+            &counted,
             &failures,
-        )?;
-        if calls.is_empty() {
-            return Ok(results);
-        }
-        if !asked.is_empty() {
+        );
+        let calls = match planned {
+            Ok(calls) => calls,
+            // No replica left to hedge with: wait for the ones in flight.
+            Err(_) if hedging => Vec::new(),
+            Err(error) => return Err(error),
+        };
+        if !calls.is_empty() && !asked.is_empty() {
             store.metrics.read_retries.inc();
         }
-        let outcomes = join_all(calls.iter().map(|c| {
+        for c in calls {
+            let key = (c.epoch, c.node.clone());
+            asked.insert(key.clone());
+            in_flight.insert(key);
             let address = placement.address(&c.node).unwrap_or_default().to_owned();
             let client = store.client(&address);
             let timeout = store.options.read_timeout;
             let future = client.map(|client| call(client, c.start_ms, c.end_ms));
-            async move {
-                match future {
+            pending.push(async move {
+                let outcome = match future {
                     Ok(future) => match tokio::time::timeout(timeout, future).await {
                         Ok(result) => result,
                         Err(_) => Err(ServiceError::new(
@@ -90,24 +109,45 @@ where
                         )),
                     },
                     Err(error) => Err(error),
-                }
+                };
+                (c, outcome)
+            });
+        }
+        if pending.is_empty() {
+            return Ok(results);
+        }
+        let next = tokio::select! {
+            next = pending.next() => next,
+            () = tokio::time::sleep(store.options.hedge_delay), if !hedging => {
+                hedging = true;
+                continue;
             }
-        }))
-        .await;
-        for (call, outcome) in calls.into_iter().zip(outcomes) {
-            asked.insert((call.epoch, call.node.clone()));
-            store.metrics.call(op, outcome.is_ok());
-            match outcome {
-                Ok(value) => {
-                    answered.insert((call.epoch, call.node));
-                    results.push(value);
-                }
-                Err(error) if is_request_error(&error) => return Err(error),
-                Err(error) => {
-                    tracing::warn!(store = %call.node, %error, op, "replica read failed");
-                    failures.insert(call.node, error.message);
-                }
+        };
+        let Some((call, outcome)) = next else {
+            continue;
+        };
+        hedging = false;
+        let key = (call.epoch, call.node.clone());
+        in_flight.remove(&key);
+        store.metrics.call(op, outcome.is_ok());
+        match outcome {
+            Ok(value) => {
+                answered.insert(key);
+                results.push(value);
             }
+            Err(error) if is_request_error(&error) => return Err(error),
+            Err(error) => {
+                tracing::warn!(store = %call.node, %error, op, "replica read failed");
+                failures.insert(call.node, error.message);
+            }
+        }
+        let covered = matches!(
+            plan_round(&placement, tenant, &epochs, &shard_replicas, &asked, &answered, &failures),
+            Ok(calls) if calls.is_empty()
+        );
+        if covered {
+            // Replicas still in flight (hedged or slow) are not waited for.
+            return Ok(results);
         }
     }
 }

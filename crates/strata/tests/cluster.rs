@@ -41,6 +41,11 @@ fn script() -> PathBuf {
 }
 
 fn run_script(dir: &Path, first_port: u16, args: &[&str]) -> String {
+    run_script_with(dir, first_port, args, &[])
+}
+
+/// `run_script` with extra environment (later entries override).
+fn run_script_with(dir: &Path, first_port: u16, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(script())
         .arg(args[0])
         .arg(dir)
@@ -51,6 +56,7 @@ fn run_script(dir: &Path, first_port: u16, args: &[&str]) -> String {
         .env("STRATA_HEARTBEAT_TIMEOUT", "3s")
         .env("STRATA_HEARTBEAT_INTERVAL", "500ms")
         .env("STRATA_CLUSTER_ARGS", "--meta.refresh-interval=500ms")
+        .envs(env.iter().copied())
         .output()
         .expect("run scripts/cluster");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -64,9 +70,14 @@ fn run_script(dir: &Path, first_port: u16, args: &[&str]) -> String {
 
 impl Cluster {
     fn up() -> Cluster {
+        Cluster::up_with(&[])
+    }
+
+    /// A cluster whose `scripts/cluster up` gets `env` too.
+    fn up_with(env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let first_port = port_block();
-        let stdout = run_script(dir.path(), first_port, &["up"]);
+        let stdout = run_script_with(dir.path(), first_port, &["up"], env);
         let base = stdout.lines().last().unwrap_or_default().trim().to_owned();
         assert!(
             base.starts_with("http://"),
@@ -532,4 +543,38 @@ fn meta_leader(cluster: &Cluster) -> String {
         }
     }
     String::new()
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT") to a process of the cluster.
+fn signal(cluster: &Cluster, name: &str, signal: &str) {
+    let pid = cluster.file(&format!("{name}.pid"));
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(&pid)
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {name} ({pid})");
+}
+
+#[test]
+fn a_hung_store_node_is_hedged_around() {
+    // A long heartbeat timeout keeps the hung node "healthy" in meta, so
+    // only hedging (another replica asked after 2 s) avoids waiting for
+    // the 30 s read timeout.
+    let cluster = Cluster::up_with(&[("STRATA_HEARTBEAT_TIMEOUT", "5m")]);
+    let end = now_ms() - 60_000;
+    let data = dataset("hedged", 30, 20, end);
+    let (status, body) = push(&cluster.base, Some("team-a"), &data);
+    assert_eq!(status, 204, "{body}");
+    let expected = 30 * 20;
+    assert_eq!(sample_count(&cluster, "team-a", "hedged"), expected);
+    signal(&cluster, "store-2", "STOP");
+    let started = std::time::Instant::now();
+    let seen = sample_count(&cluster, "team-a", "hedged");
+    let took = started.elapsed();
+    signal(&cluster, "store-2", "CONT");
+    assert_eq!(seen, expected, "{}", cluster.logs());
+    // A functional bound, not a benchmark: without hedging the read waits
+    // for the 30 s timeout of the hung replica.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
 }
