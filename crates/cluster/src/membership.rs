@@ -1,10 +1,13 @@
 //! A store node's side of membership: register with the meta service, then
-//! heartbeat; register again whenever meta forgot the node.
+//! heartbeat; register again whenever meta forgot the node. After each
+//! heartbeat the node also reads the cluster state (placement, tenants and
+//! their overrides) and hands it to the caller.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata_common::error::ErrorClass;
+use strata_proto::meta::ClusterState;
 use tokio::sync::watch;
 
 use crate::MetaClient;
@@ -18,12 +21,14 @@ pub struct StoreIdentity {
     pub zone: String,
 }
 
-/// Registers `identity` and heartbeats every `interval` until `stopped`.
-/// Failures are logged and retried: a store keeps serving while meta is down.
+/// Registers `identity` and heartbeats every `interval` until `stopped`,
+/// passing the cluster state to `on_state` after each heartbeat. Failures
+/// are logged and retried: a store keeps serving while meta is down.
 pub async fn run_membership(
     meta: Arc<MetaClient>,
     identity: StoreIdentity,
     interval: Duration,
+    on_state: impl Fn(&ClusterState) + Send + 'static,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut registered = false;
@@ -50,7 +55,10 @@ pub async fn run_membership(
             continue;
         }
         match meta.heartbeat(&identity.id).await {
-            Ok(()) => {}
+            Ok(()) => match meta.state().await {
+                Ok(state) => on_state(&state),
+                Err(error) => tracing::debug!(%error, "cannot read the cluster state"),
+            },
             Err(error) if error.class == ErrorClass::NotFound => {
                 tracing::warn!(store = %identity.id, "meta does not know this store, registering again");
                 registered = false;

@@ -23,7 +23,14 @@ use strata_proto::store::{
 use crate::block::BlockCache;
 use crate::maintenance::MaintenanceReport;
 use crate::metrics::StoreMetrics;
-use crate::tenant_db::{TenantDb, TenantDbError, TenantOptions};
+use crate::tenant_db::{Retention, TenantDb, TenantDbError, TenantOptions};
+
+/// A tenant's retention settings that differ from the configured ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOverride {
+    pub ms: Option<i64>,
+    pub bytes: Option<u64>,
+}
 
 /// Where and how the engine stores data.
 #[derive(Debug, Clone)]
@@ -75,6 +82,8 @@ pub struct Engine {
     ready: AtomicBool,
     metrics: StoreMetrics,
     block_cache: Arc<BlockCache>,
+    /// Tenants' retention overrides (from meta in a cluster).
+    retention_overrides: RwLock<HashMap<String, RetentionOverride>>,
     /// Held for the engine's lifetime: one process per data directory.
     _lock: File,
 }
@@ -105,6 +114,7 @@ impl Engine {
             opening: parking_lot::Mutex::new(()),
             ready: AtomicBool::new(false),
             metrics,
+            retention_overrides: RwLock::default(),
             _lock: lock,
         })
     }
@@ -162,13 +172,31 @@ impl Engine {
         }
     }
 
+    /// Replaces the tenants' retention overrides; the next maintenance pass
+    /// applies them.
+    pub fn set_retention_overrides(&self, overrides: HashMap<String, RetentionOverride>) {
+        *self.retention_overrides.write() = overrides;
+    }
+
+    /// A tenant's retention: its overrides over the configured one.
+    pub fn retention_for(&self, tenant: &str) -> Retention {
+        let configured = Retention::of(&self.options.tenant);
+        match self.retention_overrides.read().get(tenant) {
+            Some(o) => Retention {
+                ms: o.ms.unwrap_or(configured.ms),
+                bytes: o.bytes.unwrap_or(configured.bytes),
+            },
+            None => configured,
+        }
+    }
+
     /// Runs one maintenance pass (cut due blocks, compact, retention) over
     /// every tenant; a failing tenant is logged and the others go on.
     pub fn maintain(&self) -> MaintenanceReport {
         let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
         let mut total = MaintenanceReport::default();
         for db in tenants {
-            match db.maintain() {
+            match db.maintain_with(self.retention_for(db.tenant())) {
                 Ok(report) => {
                     total.blocks_cut += report.blocks_cut;
                     total.blocks_compacted += report.blocks_compacted;
@@ -565,6 +593,37 @@ mod tests {
         drop(store);
         let store = engine(dir.path());
         assert_eq!(names(&store, "new").await.len(), 8);
+    }
+
+    #[test]
+    fn tenant_retention_overrides_replace_only_what_they_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = EngineOptions::new(dir.path().to_owned());
+        options.tenant.retention_ms = 1_000;
+        options.tenant.retention_bytes = 2_000;
+        let engine = Engine::new(options, StoreMetrics::unregistered()).expect("engine");
+        let configured = Retention {
+            ms: 1_000,
+            bytes: 2_000,
+        };
+        assert_eq!(engine.retention_for("a"), configured);
+        engine.set_retention_overrides(HashMap::from([(
+            "a".to_owned(),
+            RetentionOverride {
+                ms: Some(5),
+                bytes: None,
+            },
+        )]));
+        assert_eq!(
+            engine.retention_for("a"),
+            Retention {
+                ms: 5,
+                bytes: 2_000
+            }
+        );
+        assert_eq!(engine.retention_for("b"), configured);
+        engine.set_retention_overrides(HashMap::new());
+        assert_eq!(engine.retention_for("a"), configured);
     }
 
     #[test]

@@ -35,6 +35,6 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 /// The XOR chunk codec lives in `strata-common`: remote read ships it as is.
 pub use strata_common::chunk;
 
-pub use engine::{Engine, EngineError, EngineOptions, LocalStore};
+pub use engine::{Engine, EngineError, EngineOptions, LocalStore, RetentionOverride};
 pub use metrics::StoreMetrics;
 pub use wal::{FsyncPolicy, WalOptions};

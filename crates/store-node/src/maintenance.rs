@@ -26,7 +26,7 @@ use strata_proto::wal::{Checkpoint, SeriesEntry};
 use crate::block::{Block, BlockError, BlockSeries, BlockWriter, fsync_dir};
 use crate::head::range_end;
 use crate::merge::block_series;
-use crate::tenant_db::{TenantDb, TenantDbError};
+use crate::tenant_db::{Retention, TenantDb, TenantDbError};
 use crate::wal_codec;
 
 /// Compaction merges level-1 blocks into ranges this many times longer
@@ -160,8 +160,15 @@ impl TenantDb {
         self.dir.join("blocks")
     }
 
-    /// One maintenance pass: cut what is due, compact, apply retention.
+    /// One maintenance pass: cut what is due, compact, apply the
+    /// configured retention.
     pub fn maintain(&self) -> Result<MaintenanceReport, TenantDbError> {
+        self.maintain_with(Retention::of(&self.options))
+    }
+
+    /// One maintenance pass with `retention` (a tenant's override or the
+    /// configured one).
+    pub fn maintain_with(&self, retention: Retention) -> Result<MaintenanceReport, TenantDbError> {
         let _serialized = self.maintenance.lock();
         let mut report = MaintenanceReport::default();
         loop {
@@ -178,8 +185,8 @@ impl TenantDb {
             }
             report.blocks_cut += self.cut_before(before, before)?;
         }
-        report.blocks_compacted += self.compact()?;
-        report.blocks_deleted += self.apply_retention()?;
+        report.blocks_compacted += self.compact(retention)?;
+        report.blocks_deleted += self.apply_retention(retention)?;
         Ok(report)
     }
 
@@ -305,9 +312,9 @@ impl TenantDb {
     /// Merges blocks: first any that overlap in time (backfilled data),
     /// then complete groups of adjacent blocks into the compaction ranges.
     /// Returns the number of blocks merged away.
-    fn compact(&self) -> Result<usize, TenantDbError> {
+    fn compact(&self, retention: Retention) -> Result<usize, TenantDbError> {
         let mut merged = 0;
-        while let Some(group) = self.plan_compaction() {
+        while let Some(group) = self.plan_compaction(retention) {
             merged += group.len();
             self.merge_blocks(group)?;
         }
@@ -315,7 +322,7 @@ impl TenantDb {
     }
 
     /// The next group of blocks to merge, if any.
-    fn plan_compaction(&self) -> Option<Vec<Arc<Block>>> {
+    fn plan_compaction(&self, retention: Retention) -> Option<Vec<Arc<Block>>> {
         let blocks = self.blocks.read().clone();
         // Overlapping blocks (sorted by min time): merge the first run.
         let mut run: Vec<Arc<Block>> = Vec::new();
@@ -343,7 +350,7 @@ impl TenantDb {
         let base = self.options.block_range_ms;
         for factor in COMPACTION_FACTORS {
             let window = base.saturating_mul(factor);
-            if self.options.retention_ms > 0 && window > self.options.retention_ms / 10 {
+            if retention.ms > 0 && window > retention.ms / 10 {
                 break;
             }
             let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
@@ -405,17 +412,17 @@ impl TenantDb {
     }
 
     /// Deletes whole blocks beyond the retention time or size.
-    fn apply_retention(&self) -> Result<usize, TenantDbError> {
+    fn apply_retention(&self, retention: Retention) -> Result<usize, TenantDbError> {
         let blocks = self.blocks.read().clone();
         let mut doomed: Vec<Arc<Block>> = Vec::new();
-        if self.options.retention_ms > 0 {
+        if retention.ms > 0 {
             let newest = blocks
                 .iter()
                 .map(|b| b.meta().max_time - 1)
                 .chain(self.head.read().time_range().map(|(_, max)| max))
                 .max();
             if let Some(newest) = newest {
-                let horizon = newest.saturating_sub(self.options.retention_ms);
+                let horizon = newest.saturating_sub(retention.ms);
                 doomed.extend(
                     blocks
                         .iter()
@@ -424,10 +431,10 @@ impl TenantDb {
                 );
             }
         }
-        if self.options.retention_bytes > 0 {
+        if retention.bytes > 0 {
             let mut total: u64 = blocks.iter().map(|b| b.sizes().total()).sum();
             for block in &blocks {
-                if total <= self.options.retention_bytes {
+                if total <= retention.bytes {
                     break;
                 }
                 total -= block.sizes().total();
@@ -983,7 +990,7 @@ mod tests {
                     }
                 }
                 db.blocks.write().sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
-                db.compact().expect("compact");
+                db.compact(Retention::of(&db.options)).expect("compact");
                 let blocks_now = db.blocks();
                 for pair in blocks_now.windows(2) {
                     prop_assert!(pair[0].meta().max_time <= pair[1].meta().min_time, "blocks still overlap");

@@ -110,6 +110,25 @@ pub(crate) struct WalState {
     pub(crate) cutting: Option<i64>,
 }
 
+/// How long and how much of a tenant's blocks are kept; 0 keeps all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Blocks ending this long before the newest sample are deleted.
+    pub ms: i64,
+    /// The oldest blocks are deleted while the blocks take more bytes.
+    pub bytes: u64,
+}
+
+impl Retention {
+    /// The retention configured in `options`.
+    pub fn of(options: &TenantOptions) -> Self {
+        Retention {
+            ms: options.retention_ms,
+            bytes: options.retention_bytes,
+        }
+    }
+}
+
 /// A tenant's WAL, head and blocks.
 #[derive(Debug)]
 pub struct TenantDb {

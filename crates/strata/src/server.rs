@@ -21,7 +21,7 @@ use strata_common::{GrpcStoreClient, QueryApi, StoreApi};
 use strata_frontend::Frontend;
 use strata_meta::{MetaNode, MetaOptions};
 use strata_store_node::grpc::StoreService;
-use strata_store_node::{Engine, FsyncPolicy, LocalStore, StoreMetrics};
+use strata_store_node::{Engine, FsyncPolicy, LocalStore, RetentionOverride, StoreMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -147,10 +147,12 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
             address: config.store_advertise_address(),
             zone: config.store.zone.clone(),
         };
+        let overrides_engine = engine.clone();
         tokio::spawn(run_membership(
             Arc::new(meta),
             identity,
             config.store_heartbeat_interval(),
+            move |state| overrides_engine.set_retention_overrides(retention_overrides(state)),
             stopped.clone(),
         ));
     }
@@ -192,6 +194,38 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || sync_engine.sync_all()).await;
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// Tenants' retention overrides (`retention_time`, `retention_size_bytes`
+/// among their limits in meta) for the store engine; values that do not
+/// parse are logged and skipped.
+fn retention_overrides(
+    state: &strata_proto::meta::ClusterState,
+) -> std::collections::HashMap<String, RetentionOverride> {
+    let mut overrides = std::collections::HashMap::new();
+    for tenant in &state.tenants {
+        let mut entry = RetentionOverride::default();
+        if let Some(text) = tenant.limits.get("retention_time") {
+            match crate::config::parse_duration(text) {
+                Some(d) => entry.ms = Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                None => {
+                    tracing::warn!(tenant = %tenant.id, value = %text, "retention_time override is not a duration, ignored")
+                }
+            }
+        }
+        if let Some(text) = tenant.limits.get("retention_size_bytes") {
+            match text.parse::<u64>() {
+                Ok(bytes) => entry.bytes = Some(bytes),
+                Err(_) => {
+                    tracing::warn!(tenant = %tenant.id, value = %text, "retention_size_bytes override is not a number, ignored")
+                }
+            }
+        }
+        if entry != RetentionOverride::default() {
+            overrides.insert(tenant.id.clone(), entry);
+        }
+    }
+    overrides
 }
 
 /// `frontend`: the HTTP edge over the cluster's store nodes (or one store
@@ -450,5 +484,53 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::meta::{ClusterState, Tenant};
+
+    #[test]
+    fn retention_overrides_come_from_tenant_limits() {
+        let tenant = |id: &str, limits: &[(&str, &str)]| Tenant {
+            id: id.to_owned(),
+            limits: limits
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Tenant::default()
+        };
+        let state = ClusterState {
+            tenants: vec![
+                tenant(
+                    "a",
+                    &[("retention_time", "2d"), ("retention_size_bytes", "1000")],
+                ),
+                tenant(
+                    "b",
+                    &[("retention_time", "soon"), ("max_query_bytes", "10")],
+                ),
+                tenant("c", &[("retention_size_bytes", "7")]),
+            ],
+            ..ClusterState::default()
+        };
+        let overrides = retention_overrides(&state);
+        assert_eq!(
+            overrides.get("a"),
+            Some(&RetentionOverride {
+                ms: Some(2 * 86_400_000),
+                bytes: Some(1000)
+            })
+        );
+        assert_eq!(overrides.get("b"), None, "nothing usable");
+        assert_eq!(
+            overrides.get("c"),
+            Some(&RetentionOverride {
+                ms: None,
+                bytes: Some(7)
+            })
+        );
     }
 }
