@@ -54,6 +54,7 @@ impl MetaError {
             | MetaError::RaftMessage(_)
             | MetaError::InvalidOption { .. } => ErrorClass::BadData,
             MetaError::Command(CommandError::StoreNotFound { .. }) => ErrorClass::NotFound,
+            MetaError::Command(CommandError::TooFewStores { .. }) => ErrorClass::Unprocessable,
             MetaError::NoLeader | MetaError::NotLeader | MetaError::Stopped(_) => {
                 ErrorClass::Unavailable
             }

@@ -70,6 +70,8 @@ pub enum Applied {
 pub enum CommandError {
     #[error("store {id} is not registered")]
     StoreNotFound { id: String },
+    #[error("removing store {id} would leave {left} active stores, fewer than the {min} required")]
+    TooFewStores { id: String, left: usize, min: usize },
 }
 
 /// The state machine's answer, stored as openraft's response type.
@@ -145,6 +147,17 @@ impl MetaState {
                 Applied::Done
             }
             Command::RemoveStore { id } => {
+                let active = self.active_store_ids();
+                let min = (settings.min_stores as usize).max(1);
+                // Once placement exists, an epoch without stores could hold
+                // no data: keep at least `min_stores` active.
+                if !self.epochs.is_empty() && active.contains(id) && active.len() - 1 < min {
+                    return Err(CommandError::TooFewStores {
+                        id: id.clone(),
+                        left: active.len() - 1,
+                        min,
+                    });
+                }
                 let member = self
                     .members
                     .get_mut(id)
@@ -194,8 +207,11 @@ impl MetaState {
     fn register_store(&mut self, id: &str, address: &str, zone: &str, now_ms: i64) -> bool {
         match self.members.get_mut(id) {
             Some(member) => {
+                // The zone stays what it was at the first registration:
+                // replicas of every epoch, past ones too, are chosen by
+                // zone, so changing it would move data that never moved.
+                let _ = zone;
                 member.address = address.to_owned();
-                member.zone = zone.to_owned();
                 member.last_heartbeat_ms = now_ms;
                 let reactivated = member.state == MemberState::Removed;
                 member.state = MemberState::Active;
@@ -230,7 +246,7 @@ impl MetaState {
     }
 
     /// Creates the first epoch once enough stores are active, and a new
-    /// epoch (or a rewrite of a pending one) after a placement change.
+    /// epoch after a placement change.
     fn update_epochs(&mut self, now_ms: i64, settings: &PlacementSettings, changed: bool) {
         let Some(last) = self.epochs.last() else {
             // The first epoch covers all of time before it, so data written
@@ -245,16 +261,9 @@ impl MetaState {
         if !changed {
             return;
         }
-        if last.start_ms > now_ms {
-            // Nobody routes by a pending epoch yet: fold this change into it
-            // rather than stacking epochs that would never be used.
-            let (id, start_ms) = (last.id, last.start_ms);
-            let epoch = self.make_epoch(id, start_ms, settings);
-            if let Some(slot) = self.epochs.last_mut() {
-                *slot = epoch;
-            }
-            return;
-        }
+        // A pending epoch is never rewritten: distributors may already
+        // route by it (their views reach `epoch_delay` ahead). A change
+        // before it starts gets an epoch of its own, after it.
         let start_ms = now_ms
             .saturating_add(settings.epoch_delay_ms)
             .max(last.start_ms.saturating_add(1));

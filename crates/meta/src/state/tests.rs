@@ -78,24 +78,31 @@ fn new_store_starts_an_epoch_after_the_delay() {
 }
 
 #[test]
-fn change_before_a_pending_epoch_starts_rewrites_it() {
+fn change_before_a_pending_epoch_starts_gets_an_epoch_of_its_own() {
     let mut state = MetaState::default();
     register(&mut state, 1, 1_000, "a");
     register(&mut state, 1, 50_000, "b");
-    // Still before 60_000, when epoch 2 starts.
+    // Still before 60_000, when epoch 2 starts: epoch 2 stays as it is,
+    // since distributors may already route by it.
     register(&mut state, 1, 55_000, "c");
-    assert_eq!(state.epochs.len(), 2);
-    let second = &state.epochs[1];
-    assert_eq!(second.id, 2);
-    assert_eq!(second.start_ms, 60_000);
-    assert_eq!(stores(second), ["a", "b", "c"]);
-
-    // After it started, a change appends epoch 3.
-    assert_eq!(remove(&mut state, 61_000, "a"), Ok(Applied::Done));
     assert_eq!(state.epochs.len(), 3);
-    assert_eq!(state.epochs[2].id, 3);
-    assert_eq!(state.epochs[2].start_ms, 61_000 + DELAY);
-    assert_eq!(stores(&state.epochs[2]), ["b", "c"]);
+    let second = &state.epochs[1];
+    assert_eq!((second.id, second.start_ms), (2, 60_000));
+    assert_eq!(stores(second), ["a", "b"]);
+    let third = &state.epochs[2];
+    assert_eq!((third.id, third.start_ms), (3, 65_000));
+    assert_eq!(stores(third), ["a", "b", "c"]);
+
+    assert_eq!(remove(&mut state, 70_000, "a"), Ok(Applied::Done));
+    assert_eq!(state.epochs.len(), 4);
+    assert_eq!(state.epochs[3].start_ms, 70_000 + DELAY);
+    assert_eq!(stores(&state.epochs[3]), ["b", "c"]);
+    // The last stores cannot all be removed.
+    assert_eq!(remove(&mut state, 71_000, "b"), Ok(Applied::Done));
+    assert!(matches!(
+        remove(&mut state, 72_000, "c"),
+        Err(CommandError::TooFewStores { .. })
+    ));
 }
 
 #[test]
@@ -135,7 +142,7 @@ fn re_register_updates_address_without_a_new_epoch() {
     assert_eq!(state.epochs.len(), 1);
     let member = &state.members["a"];
     assert_eq!(member.address, "http://moved:9095");
-    assert_eq!(member.zone, "z1");
+    assert_eq!(member.zone, "", "the zone of the first registration stays");
     assert_eq!(member.registered_ms, 1_000);
     assert_eq!(member.last_heartbeat_ms, 5_000);
 }
