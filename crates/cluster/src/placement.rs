@@ -113,7 +113,7 @@ impl EpochView {
     /// Replicas a read must hear from to see every acknowledged sample.
     pub fn read_quorum(&self) -> usize {
         let rf = self.effective_rf();
-        rf - self.write_quorum() + 1
+        (rf + 1).saturating_sub(self.write_quorum())
     }
 
     /// The replicas of a shard, best first: rendezvous order, taking one
@@ -178,6 +178,8 @@ pub struct Placement {
     pub fetched_at_ms: i64,
     /// Limit overrides by tenant (configuration key → value).
     pub tenant_limits: BTreeMap<String, BTreeMap<String, String>>,
+    /// The meta Raft index this view reflects; views never go back.
+    pub applied_index: u64,
 }
 
 impl Placement {
@@ -234,6 +236,7 @@ impl Placement {
                 .filter(|t| !t.limits.is_empty())
                 .map(|t| (t.id.clone(), t.limits.clone().into_iter().collect()))
                 .collect(),
+            applied_index: state.applied_index,
         }
     }
 

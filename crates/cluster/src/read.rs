@@ -34,6 +34,24 @@ struct Call {
     end_ms: i64,
 }
 
+/// What a read covers: the epochs its range overlaps and, per epoch, the
+/// replicas of each of the tenant's shards.
+struct Coverage<'a> {
+    placement: &'a Placement,
+    tenant: &'a str,
+    epochs: Vec<(&'a EpochView, i64, i64)>,
+    shard_replicas: Vec<Vec<Vec<String>>>,
+}
+
+/// Whether a shard short of candidates fails the plan or is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planning {
+    /// Every shard must reach its read quorum.
+    Strict,
+    /// Hedging: ask what there is, shard by shard.
+    BestEffort,
+}
+
 /// Asks enough replicas for `[start, end]` and returns every answer.
 async fn fan_out<T, F, Fut>(
     store: &ClusterStore,
@@ -47,9 +65,12 @@ where
     F: Fn(GrpcStoreClient, i64, i64) -> Fut,
     Fut: Future<Output = Result<T, ServiceError>>,
 {
-    let placement = store.watcher.view().await?;
+    // Fresh enough to know every epoch up to the range's end (or now).
+    let placement = store
+        .watcher
+        .view_for(end_ms.min(crate::watcher::now_ms()))
+        .await?;
     let epochs = placement.epochs_between(start_ms, end_ms);
-    // Per epoch: the replicas of each shard, and which of them answered.
     let shard_replicas: Vec<Vec<Vec<String>>> = epochs
         .iter()
         .map(|(epoch, _, _)| {
@@ -58,6 +79,12 @@ where
                 .collect()
         })
         .collect();
+    let coverage = Coverage {
+        placement: &placement,
+        tenant,
+        epochs,
+        shard_replicas,
+    };
     let mut asked: HashSet<(usize, String)> = HashSet::new();
     let mut answered: HashSet<(usize, String)> = HashSet::new();
     let mut in_flight: HashSet<(usize, String)> = HashSet::new();
@@ -73,14 +100,15 @@ where
         } else {
             answered.union(&in_flight).cloned().collect()
         };
-        let planned = plan_round(
-            &placement,
-            tenant,
-            &epochs,
-            &shard_replicas,
+        let planned = coverage.plan(
             &asked,
             &counted,
             &failures,
+            if hedging {
+                Planning::BestEffort
+            } else {
+                Planning::Strict
+            },
         );
         let calls = match planned {
             Ok(calls) => calls,
@@ -142,7 +170,7 @@ where
             }
         }
         let covered = matches!(
-            plan_round(&placement, tenant, &epochs, &shard_replicas, &asked, &answered, &failures),
+            coverage.plan(&asked, &answered, &failures, Planning::Strict),
             Ok(calls) if calls.is_empty()
         );
         if covered {
@@ -160,79 +188,96 @@ fn is_request_error(error: &ServiceError) -> bool {
     )
 }
 
-/// The calls still needed so that every shard has its read quorum; empty
-/// when it has. Healthy replicas and nodes already chosen come first, so
-/// few nodes cover many shards.
-fn plan_round(
-    placement: &Placement,
-    tenant: &str,
-    epochs: &[(&EpochView, i64, i64)],
-    shard_replicas: &[Vec<Vec<String>>],
-    asked: &HashSet<(usize, String)>,
-    answered: &HashSet<(usize, String)>,
-    failures: &BTreeMap<String, String>,
-) -> Result<Vec<Call>, ServiceError> {
-    let mut chosen: Vec<(usize, String)> = Vec::new();
-    for (epoch_index, (epoch, _, _)) in epochs.iter().enumerate() {
-        let needed_per_shard = epoch.read_quorum();
-        for (shard, replicas) in shard_replicas[epoch_index].iter().enumerate() {
-            let have = replicas
-                .iter()
-                .filter(|r| answered.contains(&(epoch_index, (*r).clone())))
-                .count();
-            let picked_now = replicas
-                .iter()
-                .filter(|r| chosen.contains(&(epoch_index, (*r).clone())))
-                .count();
-            let mut needed = needed_per_shard.saturating_sub(have + picked_now);
-            if needed == 0 {
-                continue;
-            }
-            let mut candidates: Vec<&String> = replicas
-                .iter()
-                .filter(|r| {
-                    let key = (epoch_index, (*r).clone());
-                    !asked.contains(&key) && !chosen.contains(&key)
-                })
-                .collect();
-            candidates.sort_by_key(|r| !placement.is_healthy(r));
-            if candidates.len() < needed {
-                let reasons: Vec<String> = replicas
-                    .iter()
-                    .filter_map(|r| failures.get(r).map(|why| format!("{r}: {why}")))
-                    .collect();
+impl Coverage<'_> {
+    /// The calls still needed so that every shard has its read quorum;
+    /// empty when it has. Healthy replicas and nodes already chosen come
+    /// first, so few nodes cover many shards.
+    fn plan(
+        &self,
+        asked: &HashSet<(usize, String)>,
+        answered: &HashSet<(usize, String)>,
+        failures: &BTreeMap<String, String>,
+        planning: Planning,
+    ) -> Result<Vec<Call>, ServiceError> {
+        let (placement, tenant, epochs, shard_replicas) = (
+            self.placement,
+            self.tenant,
+            &self.epochs,
+            &self.shard_replicas,
+        );
+        let mut chosen: Vec<(usize, String)> = Vec::new();
+        for (epoch_index, (epoch, _, _)) in epochs.iter().enumerate() {
+            if epoch.stores.is_empty() {
                 return Err(ServiceError::new(
                     ErrorClass::Unavailable,
-                    format!(
-                        "shard {shard} of tenant {tenant} in placement epoch {} cannot be read: {} of its replicas answered, {} needed ({})",
-                        epoch.id,
-                        have,
-                        needed_per_shard,
-                        reasons.join("; ")
-                    ),
+                    format!("placement epoch {} has no store nodes", epoch.id),
                 ));
             }
-            for candidate in candidates {
+            let needed_per_shard = epoch.read_quorum();
+            for (shard, replicas) in shard_replicas[epoch_index].iter().enumerate() {
+                let have = replicas
+                    .iter()
+                    .filter(|r| answered.contains(&(epoch_index, (*r).clone())))
+                    .count();
+                let picked_now = replicas
+                    .iter()
+                    .filter(|r| chosen.contains(&(epoch_index, (*r).clone())))
+                    .count();
+                let mut needed = needed_per_shard.saturating_sub(have + picked_now);
                 if needed == 0 {
-                    break;
+                    continue;
                 }
-                chosen.push((epoch_index, candidate.clone()));
-                needed -= 1;
+                let mut candidates: Vec<&String> = replicas
+                    .iter()
+                    .filter(|r| {
+                        let key = (epoch_index, (*r).clone());
+                        !asked.contains(&key) && !chosen.contains(&key)
+                    })
+                    .collect();
+                candidates.sort_by_key(|r| !placement.is_healthy(r));
+                if candidates.len() < needed && planning == Planning::BestEffort {
+                    // Hedging: take what there is for this shard, go on with
+                    // the others.
+                    needed = candidates.len();
+                }
+                if candidates.len() < needed {
+                    let reasons: Vec<String> = replicas
+                        .iter()
+                        .filter_map(|r| failures.get(r).map(|why| format!("{r}: {why}")))
+                        .collect();
+                    return Err(ServiceError::new(
+                        ErrorClass::Unavailable,
+                        format!(
+                            "shard {shard} of tenant {tenant} in placement epoch {} cannot be read: {} of its replicas answered, {} needed ({})",
+                            epoch.id,
+                            have,
+                            needed_per_shard,
+                            reasons.join("; ")
+                        ),
+                    ));
+                }
+                for candidate in candidates {
+                    if needed == 0 {
+                        break;
+                    }
+                    chosen.push((epoch_index, candidate.clone()));
+                    needed -= 1;
+                }
             }
         }
+        Ok(chosen
+            .into_iter()
+            .map(|(epoch, node)| {
+                let (_, start_ms, end_ms) = epochs[epoch];
+                Call {
+                    epoch,
+                    node,
+                    start_ms,
+                    end_ms,
+                }
+            })
+            .collect())
     }
-    Ok(chosen
-        .into_iter()
-        .map(|(epoch, node)| {
-            let (_, start_ms, end_ms) = epochs[epoch];
-            Call {
-                epoch,
-                node,
-                start_ms,
-                end_ms,
-            }
-        })
-        .collect())
 }
 
 pub(crate) async fn select(
@@ -402,9 +447,17 @@ pub(crate) async fn metadata(
             limit: 0,
             ..request.clone()
         };
+        let timeout = store.options.read_timeout;
         async move {
             match client {
-                Ok(client) => client.metadata(request).await,
+                Ok(client) => tokio::time::timeout(timeout, client.metadata(request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ServiceError::new(
+                            ErrorClass::Timeout,
+                            format!("no answer within {timeout:?}"),
+                        ))
+                    }),
                 Err(error) => Err(error),
             }
         }
@@ -460,9 +513,18 @@ pub(crate) async fn flush(
     let calls = newest.iter().map(|id| {
         let client = store.client(placement.address(id).unwrap_or_default());
         let request = request.clone();
+        // A flush writes blocks: allow it longer than a read.
+        let timeout = store.options.read_timeout * 4;
         async move {
             let result = match client {
-                Ok(client) => client.flush(request).await,
+                Ok(client) => tokio::time::timeout(timeout, client.flush(request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ServiceError::new(
+                            ErrorClass::Timeout,
+                            format!("no answer within {timeout:?}"),
+                        ))
+                    }),
                 Err(error) => Err(error),
             };
             result.map_err(|e| ServiceError::new(e.class, format!("{id}: {}", e.message)))

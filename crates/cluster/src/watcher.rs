@@ -28,6 +28,9 @@ pub struct PlacementWatcher {
     current: RwLock<Option<Arc<Placement>>>,
     /// Serializes on-demand refreshes so a burst of requests asks meta once.
     refreshing: tokio::sync::Mutex<()>,
+    /// The last failed refresh: requests arriving soon after it share its
+    /// error instead of each waiting for meta again.
+    last_failure: parking_lot::Mutex<Option<(Instant, ServiceError)>>,
 }
 
 impl PlacementWatcher {
@@ -36,6 +39,7 @@ impl PlacementWatcher {
             meta,
             current: RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            last_failure: parking_lot::Mutex::new(None),
         })
     }
 
@@ -67,11 +71,31 @@ impl PlacementWatcher {
             // Another request refreshed while this one waited.
             return Ok(current);
         }
+        if let Some((failed_at, error)) = self.last_failure.lock().clone()
+            && failed_at >= asked_at.checked_sub(MIN_REFRESH_GAP).unwrap_or(asked_at)
+        {
+            // Meta just failed another request: share that answer.
+            return Err(error);
+        }
         let fetched_at = Instant::now();
         let fetched_at_ms = now_ms();
-        let state = self.meta.state().await?;
+        let state = match self.meta.state().await {
+            Ok(state) => state,
+            Err(error) => {
+                *self.last_failure.lock() = Some((Instant::now(), error.clone()));
+                return Err(error);
+            }
+        };
         let placement = Arc::new(Placement::new(&state, fetched_at, fetched_at_ms));
-        *self.current.write() = Some(placement.clone());
+        let mut current = self.current.write();
+        if let Some(known) = current.as_ref()
+            && known.applied_index > placement.applied_index
+        {
+            // An older state than one already seen (another meta node that
+            // lags): never route by it.
+            return Ok(known.clone());
+        }
+        *current = Some(placement.clone());
         Ok(placement)
     }
 

@@ -261,10 +261,19 @@ impl Meta for MetaService {
         }))
     }
 
+    /// Answered by the leader after a linearizable read barrier: a
+    /// follower's applied state may lag (or be empty after a restart), and
+    /// distributors route samples by this state for `epoch_delay` ahead.
     async fn get_state(
         &self,
-        _request: Request<pb::GetStateRequest>,
+        request: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::ClusterState>, Status> {
+        forward_unless_leader!(self, request, get_state);
+        self.node
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(|_| MetaError::NotLeader)?;
         Ok(Response::new(self.cluster_state()))
     }
 

@@ -417,6 +417,14 @@ impl Config {
         if self.frontend.max_concurrent_per_querier == 0 {
             return Err("frontend.max_concurrent_per_querier must be at least 1".to_owned());
         }
+        if self.meta_epoch_delay() < Duration::from_secs(2) {
+            // Distributors route samples up to fetch time + delay − 1 s: a
+            // shorter delay leaves no room for current samples.
+            return Err(format!(
+                "meta.epoch_delay: {:?} is too short, at least 2s",
+                self.meta.epoch_delay
+            ));
+        }
         if self.meta.replication_factor == 0 {
             return Err("meta.replication_factor must be at least 1".to_owned());
         }

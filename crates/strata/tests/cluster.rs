@@ -568,13 +568,34 @@ fn a_hung_store_node_is_hedged_around() {
     assert_eq!(status, 204, "{body}");
     let expected = 30 * 20;
     assert_eq!(sample_count(&cluster, "team-a", "hedged"), expected);
+    let retries_before = read_retries(&cluster);
     signal(&cluster, "store-2", "STOP");
     let started = std::time::Instant::now();
     let seen = sample_count(&cluster, "team-a", "hedged");
     let took = started.elapsed();
     signal(&cluster, "store-2", "CONT");
     assert_eq!(seen, expected, "{}", cluster.logs());
+    assert!(
+        read_retries(&cluster) > retries_before,
+        "the query asked another replica"
+    );
     // A functional bound, not a benchmark: without hedging the read waits
     // for the 30 s timeout of the hung replica.
     assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+/// `strata_cluster_read_retries_total` summed over the queriers.
+fn read_retries(cluster: &Cluster) -> f64 {
+    let mut total = 0.0;
+    for name in ["querier-1", "querier-2"] {
+        let url = format!("http://{}/metrics", cluster.file(&format!("{name}.http")));
+        let mut response = agent().get(&url).call().expect("querier metrics");
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("strata_cluster_read_retries_total "))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
 }
