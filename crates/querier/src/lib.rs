@@ -24,6 +24,7 @@ mod eval;
 mod functions;
 mod memory;
 mod regex_compat;
+mod shard;
 mod value;
 
 #[cfg(test)]
