@@ -215,14 +215,16 @@ impl Engine {
         let mut fetched: Fetched = HashMap::new();
         let mut loaded = 0usize;
         for p in plans {
-            let fetch = q.select(&p.matchers, p.mint, p.maxt);
-            let mut series = match tokio::time::timeout_at(deadline.into(), fetch).await {
+            let fetch = async {
+                match &p.shard {
+                    Some(shard) => q.select_shard(&p.matchers, p.mint, p.maxt, shard).await,
+                    None => q.select(&p.matchers, p.mint, p.maxt).await,
+                }
+            };
+            let series = match tokio::time::timeout_at(deadline.into(), fetch).await {
                 Ok(result) => result?,
                 Err(_) => return Err(QueryError::Timeout),
             };
-            if let Some(shard) = p.shard {
-                series.retain(|s| shard.contains(&s.labels));
-            }
             loaded += series.iter().map(|s| s.floats.len()).sum::<usize>();
             if loaded > self.options.max_samples {
                 return Err(QueryError::exec(
@@ -437,7 +439,7 @@ struct FetchPlan {
     key: usize,
     matchers: Vec<strata_common::Matcher>,
     /// The selector's query shard (its matcher removed from `matchers`).
-    shard: Option<crate::shard::Shard>,
+    shard: Option<crate::QueryShard>,
     mint: i64,
     maxt: i64,
 }

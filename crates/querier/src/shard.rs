@@ -10,26 +10,26 @@ use strata_proto::prometheus::Label;
 
 use crate::QueryError;
 
-/// Shard `index` (0-based) of `count`.
+/// One shard of a selector's series: shard `index` (0-based) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Shard {
+pub struct QueryShard {
     index: u64,
     count: u64,
 }
 
-impl Shard {
+impl QueryShard {
     /// Parses `<i>_of_<n>` with `1 <= i <= n`.
-    fn parse(value: &str) -> Option<Shard> {
+    fn parse(value: &str) -> Option<QueryShard> {
         let (i, n) = value.split_once("_of_")?;
         let (i, n) = (i.parse::<u64>().ok()?, n.parse::<u64>().ok()?);
-        (i >= 1 && i <= n).then(|| Shard {
+        (i >= 1 && i <= n).then(|| QueryShard {
             index: i - 1,
             count: n,
         })
     }
 
     /// Whether the series with these labels (sorted by name) is in this shard.
-    pub(crate) fn contains(&self, labels: &[Label]) -> bool {
+    pub fn contains(&self, labels: &[Label]) -> bool {
         series_hash(labels) % self.count == self.index
     }
 }
@@ -37,7 +37,7 @@ impl Shard {
 /// Removes the shard matcher from a selector's matchers. Errors when it is
 /// malformed, not an equality, given twice, or the only thing the selector
 /// would select by.
-pub(crate) fn take_shard(matchers: &mut Vec<Matcher>) -> Result<Option<Shard>, QueryError> {
+pub(crate) fn take_shard(matchers: &mut Vec<Matcher>) -> Result<Option<QueryShard>, QueryError> {
     let mut shard = None;
     let mut error = None;
     matchers.retain(|m| {
@@ -45,7 +45,7 @@ pub(crate) fn take_shard(matchers: &mut Vec<Matcher>) -> Result<Option<Shard>, Q
             return true;
         }
         let parsed = (m.op == MatchOp::Equal)
-            .then(|| Shard::parse(&m.value))
+            .then(|| QueryShard::parse(&m.value))
             .flatten();
         match (parsed, shard) {
             (Some(s), None) => shard = Some(s),
@@ -106,7 +106,7 @@ mod tests {
             matcher(MatchOp::Equal, QUERY_SHARD_LABEL, "2_of_3"),
         ];
         let shard = take_shard(&mut ms).expect("valid");
-        assert_eq!(shard, Some(Shard { index: 1, count: 3 }));
+        assert_eq!(shard, Some(QueryShard { index: 1, count: 3 }));
         assert_eq!(ms.len(), 1);
         assert_eq!(ms[0].name, "__name__");
 
@@ -151,7 +151,7 @@ mod tests {
                 ];
                 let owners = (1..=n)
                     .filter(|i| {
-                        Shard::parse(&format!("{i}_of_{n}"))
+                        QueryShard::parse(&format!("{i}_of_{n}"))
                             .expect("valid")
                             .contains(&labels)
                     })
