@@ -5,6 +5,11 @@ use strata_proto::prometheus::Label;
 /// The label holding a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// The pseudo label of a query shard selector, `__query_shard__="<i>_of_<n>"`
+/// (1-based): the querier keeps only the series of shard `i` of `n` and
+/// never passes the matcher to storage.
+pub const QUERY_SHARD_LABEL: &str = "__query_shard__";
+
 /// Compares two sorted label sets the way Prometheus orders series.
 pub fn compare(a: &[Label], b: &[Label]) -> std::cmp::Ordering {
     for (x, y) in a.iter().zip(b) {

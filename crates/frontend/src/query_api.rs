@@ -132,7 +132,7 @@ pub(crate) struct QueryStats {
     seconds: f64,
     total_queryable_samples: u64,
     peak_samples: u64,
-    /// What the query frontend did: splits, cache, querier calls, queue time.
+    /// What the query frontend did: splits, shards, cache, querier calls, queue time.
     frontend: Option<crate::query_frontend::QueryOutcome>,
 }
 
@@ -147,8 +147,9 @@ fn write_stats(out: &mut String, stats: &QueryStats) {
     if let Some(f) = &stats.frontend {
         let _ = write!(
             out,
-            r#","queryFrontend":{{"splits":{},"cachedExtents":{},"querierCalls":{},"cache":"{}"}}"#,
+            r#","queryFrontend":{{"splits":{},"shards":{},"cachedExtents":{},"querierCalls":{},"cache":"{}"}}"#,
             f.splits,
+            f.shards,
             f.cached,
             f.fetched,
             f.cache_status()

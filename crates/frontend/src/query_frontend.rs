@@ -14,6 +14,7 @@ mod cache;
 mod config;
 mod metrics;
 mod queue;
+mod shard;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,8 @@ pub(crate) struct QueryOutcome {
     pub cached: usize,
     /// Calls made to queriers (retries included).
     pub fetched: usize,
+    /// Shards the query's aggregation was split into (0 when not sharded).
+    pub shards: usize,
     /// Time spent waiting in the fair queue, summed over calls.
     pub queue_seconds: f64,
 }
@@ -66,6 +69,7 @@ impl QueryOutcome {
 struct Tally {
     cached: AtomicUsize,
     fetched: AtomicUsize,
+    shards: AtomicUsize,
     queue_micros: AtomicU64,
 }
 
@@ -162,6 +166,7 @@ impl QueryFrontend {
             splits,
             cached: tally.cached.load(Ordering::Relaxed),
             fetched: tally.fetched.load(Ordering::Relaxed),
+            shards: tally.shards.load(Ordering::Relaxed),
             queue_seconds: tally.queue_micros.load(Ordering::Relaxed) as f64 / 1e6,
         };
         self.log(&request, started, Some((&outcome, &response)), "");
@@ -408,9 +413,52 @@ impl QueryFrontend {
         })
     }
 
+    /// The answer to `request` from the queriers: one call, or for a
+    /// shardable range query one partial call per shard, in parallel, and
+    /// their answers combined ([`shard`]).
+    async fn fetch(
+        &self,
+        request: QueryRequest,
+        tally: &Tally,
+    ) -> Result<QueryResponse, ServiceError> {
+        let plan = (request.step_ms > 0)
+            .then(|| shard::plan(&request.query, self.settings.shard_count))
+            .flatten();
+        let Some(plan) = plan else {
+            return self.fetch_one(request, tally).await;
+        };
+        let partials = try_join_all(plan.queries.iter().map(|query| {
+            self.fetch_one(
+                QueryRequest {
+                    query: query.clone(),
+                    ..request.clone()
+                },
+                tally,
+            )
+        }))
+        .await?;
+        match plan.combine(partials) {
+            Some(combined) => {
+                tally
+                    .shards
+                    .fetch_max(self.settings.shard_count, Ordering::Relaxed);
+                self.metrics.sharded.inc();
+                Ok(combined)
+            }
+            None => {
+                tracing::debug!(
+                    tenant = %request.tenant,
+                    query = %request.query,
+                    "sharded answers do not combine exactly, asking the query whole"
+                );
+                self.fetch_one(request, tally).await
+            }
+        }
+    }
+
     /// One querier call through the tenant's queue, retried when the
     /// querier failed (not when the query did).
-    async fn fetch(
+    async fn fetch_one(
         &self,
         request: QueryRequest,
         tally: &Tally,
@@ -456,9 +504,10 @@ impl QueryFrontend {
     ) {
         let elapsed = started.elapsed();
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
-        let (splits, cache, cached, fetched, queue_ms, samples, series) = match answered {
+        let (splits, shards, cache, cached, fetched, queue_ms, samples, series) = match answered {
             Some((outcome, response)) => (
                 outcome.splits,
+                outcome.shards,
                 outcome.cache_status(),
                 outcome.cached,
                 outcome.fetched,
@@ -466,7 +515,7 @@ impl QueryFrontend {
                 response.total_queryable_samples,
                 series_count(response),
             ),
-            None => (0, "none", 0, 0, 0.0, 0, 0),
+            None => (0, 0, "none", 0, 0, 0.0, 0, 0),
         };
         macro_rules! query_log {
             ($level:ident) => {
@@ -477,6 +526,7 @@ impl QueryFrontend {
                     end_ms = request.end_ms,
                     step_ms = request.step_ms,
                     splits,
+                    shards,
                     cache,
                     cached,
                     fetched,

@@ -9,6 +9,7 @@ use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, AtModifier, Expr, Offset};
 
 use crate::eval::{Evaluator, Grid, Val, at_millis, duration_ms, offset_ms};
+use crate::shard::take_shard;
 use crate::value::{QueryOutput, Sample, Series, Value};
 use crate::{QueryError, Queryable, SeriesData};
 
@@ -214,7 +215,12 @@ impl Engine {
         let mut fetched: Fetched = HashMap::new();
         let mut loaded = 0usize;
         for p in plans {
-            let fetch = q.select(&p.matchers, p.mint, p.maxt);
+            let fetch = async {
+                match &p.shard {
+                    Some(shard) => q.select_shard(&p.matchers, p.mint, p.maxt, shard).await,
+                    None => q.select(&p.matchers, p.mint, p.maxt).await,
+                }
+            };
             let series = match tokio::time::timeout_at(deadline.into(), fetch).await {
                 Ok(result) => result?,
                 Err(_) => return Err(QueryError::Timeout),
@@ -432,6 +438,8 @@ const EXPERIMENTAL: &[&str] = &[
 struct FetchPlan {
     key: usize,
     matchers: Vec<strata_common::Matcher>,
+    /// The selector's query shard (its matcher removed from `matchers`).
+    shard: Option<crate::QueryShard>,
     mint: i64,
     maxt: i64,
 }
@@ -455,18 +463,24 @@ fn plan(
     match expr {
         Expr::VectorSelector(vs) => {
             let (lo, hi) = window(&vs.at, &vs.offset);
+            let mut matchers = crate::eval::matchers(vs)?;
+            let shard = take_shard(&mut matchers)?;
             out.push(FetchPlan {
                 key: vs as *const _ as usize,
-                matchers: crate::eval::matchers(vs)?,
+                matchers,
+                shard,
                 mint: lo.saturating_sub(options.lookback_delta_ms) + 1,
                 maxt: hi,
             });
         }
         Expr::MatrixSelector(ms) => {
             let (lo, hi) = window(&ms.vs.at, &ms.vs.offset);
+            let mut matchers = crate::eval::matchers(&ms.vs)?;
+            let shard = take_shard(&mut matchers)?;
             out.push(FetchPlan {
                 key: &ms.vs as *const _ as usize,
-                matchers: crate::eval::matchers(&ms.vs)?,
+                matchers,
+                shard,
                 mint: lo.saturating_sub(duration_ms(&ms.range)) + 1,
                 maxt: hi,
             });

@@ -280,7 +280,8 @@ fn absent_labels(e: &Expr) -> Vec<Label> {
     let mut out: Vec<Label> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
-        if m.name == METRIC_NAME {
+        // The query shard is no label of any series.
+        if m.name == METRIC_NAME || m.name == strata_common::labels::QUERY_SHARD_LABEL {
             continue;
         }
         if matches!(m.op, PMatchOp::Equal) && !seen.contains(&m.name.as_str()) {

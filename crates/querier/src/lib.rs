@@ -24,6 +24,7 @@ mod eval;
 mod functions;
 mod memory;
 mod regex_compat;
+mod shard;
 mod value;
 
 #[cfg(test)]
@@ -31,6 +32,7 @@ mod tests;
 
 pub use engine::{Engine, EngineOptions};
 pub use memory::MemoryQueryable;
+pub use shard::QueryShard;
 pub use value::{QueryOutput, Sample, Series, Value};
 
 use strata_common::ErrorClass;
@@ -46,6 +48,22 @@ pub trait Queryable: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, QueryError>;
+
+    /// Like [`Queryable::select`], keeping only the series in `shard`
+    /// (from a `__query_shard__` matcher, which is not in `matchers`).
+    /// Implementations that decode samples should skip the other series
+    /// before decoding them.
+    async fn select_shard(
+        &self,
+        matchers: &[strata_common::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        shard: &QueryShard,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let mut series = self.select(matchers, start_ms, end_ms).await?;
+        series.retain(|s| shard.contains(&s.labels));
+        Ok(series)
+    }
 }
 
 /// One series as read from storage: labels sorted by name, samples sorted by time.

@@ -338,3 +338,50 @@ async fn small_and_large_k_select_the_same_series_in_the_same_order() {
         }
     }
 }
+
+#[tokio::test]
+async fn query_shards_partition_the_series() {
+    let mut q = MemoryQueryable::new();
+    for k in 0..50 {
+        let value = f64::from(k);
+        q.add(
+            vec![label("__name__", "x"), label("i", &k.to_string())],
+            &[(10_000, value)],
+        );
+    }
+    let total = single(&q, "sum(x)", 10_000).await;
+    let q = &q;
+    let count = |query: String| async move {
+        match instant(q, &query, 10_000).await.expect("query succeeds") {
+            Value::Vector(v) => {
+                // The shard matcher is no label of the results.
+                assert!(
+                    v.iter()
+                        .all(|s| s.labels.iter().all(|l| l.name != "__query_shard__"))
+                );
+                v
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let mut sum = 0.0;
+    let mut seen = 0;
+    for i in 1..=3 {
+        let shard = count(format!("x{{__query_shard__=\"{i}_of_3\"}}")).await;
+        assert!(!shard.is_empty() && shard.len() < 50);
+        seen += shard.len();
+        sum += shard.iter().map(|s| s.v).sum::<f64>();
+    }
+    assert_eq!(seen, 50);
+    assert_eq!(Some(sum), total);
+    let absent = count("absent(nope{__query_shard__=\"1_of_2\", job=\"a\"})".to_owned()).await;
+    assert_eq!(absent.len(), 1);
+    assert_eq!(absent[0].labels, vec![label("job", "a")]);
+    for bad in [
+        "x{__query_shard__=\"3_of_2\"}",
+        "x{__query_shard__=~\"1_of_2\"}",
+    ] {
+        let error = instant(q, bad, 10_000).await.expect_err("rejected");
+        assert_eq!(error.class(), ErrorClass::BadData, "{bad}");
+    }
+}

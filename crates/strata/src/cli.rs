@@ -286,6 +286,11 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub qf_log_queries_longer_than: Option<String>,
+
+    /// Shards a shardable aggregation (sum, count, min, max, group, avg over
+    /// per-series work) of a range query is split into; 0 or 1: off [default: 0].
+    #[arg(long = "query-frontend.shard-count", value_name = "N")]
+    pub qf_shard_count: Option<usize>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -525,6 +530,7 @@ impl Cli {
             &mut c.query_frontend.log_queries_longer_than,
             &self.qf_log_queries_longer_than,
         );
+        set(&mut c.query_frontend.shard_count, &self.qf_shard_count);
     }
 }
 

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strata_common::{ErrorClass, Matcher, QueryApi, ServiceError, StoreApi};
+use strata_proto::prometheus::Label;
 use strata_proto::query::{
     Matrix, PromSample, PromSeries, QueryRequest, QueryResponse, Scalar, StringValue, Vector,
     query_response,
 };
 use strata_proto::store::SelectRequest;
-use strata_querier::{Engine, EngineOptions, QueryError, Queryable, SeriesData, Value};
+use strata_querier::{Engine, EngineOptions, QueryError, QueryShard, Queryable, SeriesData, Value};
 
 /// Evaluates queries for the frontend, reading through `store`.
 #[derive(Clone)]
@@ -74,6 +75,31 @@ impl Queryable for TenantStore<'_> {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, QueryError> {
+        self.select_where(matchers, start_ms, end_ms, |_| true)
+            .await
+    }
+
+    async fn select_shard(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        shard: &QueryShard,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        self.select_where(matchers, start_ms, end_ms, |labels| shard.contains(labels))
+            .await
+    }
+}
+
+impl TenantStore<'_> {
+    /// The selected series `keep` accepts, decoded (the others are not).
+    async fn select_where(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        keep: impl Fn(&[Label]) -> bool,
+    ) -> Result<Vec<SeriesData>, QueryError> {
         let selected = self
             .store
             .select(SelectRequest {
@@ -87,18 +113,19 @@ impl Queryable for TenantStore<'_> {
                 ErrorClass::Unavailable | ErrorClass::Timeout => QueryError::Unavailable(e.message),
                 _ => QueryError::Storage(e.message),
             })?;
+        let kept: Vec<_> = selected.into_iter().filter(|s| keep(&s.labels)).collect();
         let series_so_far = self
             .series
-            .fetch_add(selected.len() as u64, std::sync::atomic::Ordering::Relaxed)
-            + selected.len() as u64;
+            .fetch_add(kept.len() as u64, std::sync::atomic::Ordering::Relaxed)
+            + kept.len() as u64;
         if self.max_series > 0 && series_so_far > self.max_series {
             return Err(QueryError::Execution(format!(
                 "the query would load more than {} series (querier.max_series)",
                 self.max_series
             )));
         }
-        let mut out = Vec::with_capacity(selected.len());
-        for series in selected {
+        let mut out = Vec::with_capacity(kept.len());
+        for series in kept {
             let mut floats = Vec::new();
             for chunk in &series.chunks {
                 strata_common::compact_chunk::decode_any(chunk.r#type, &chunk.data, &mut floats)

@@ -5,6 +5,10 @@
 //! (not aligned to anything), length and step; the split answer, asked
 //! cold and again from the cache, must be exactly the unsplit one.
 //!
+//! A third process splits the same way and also shards aggregations
+//! (`query_frontend.shard_count`): every query is asked of it too, and its
+//! answer must be the unsplit, unsharded one.
+//!
 //! The data is the differential test's hour of series repeated back to
 //! back (counters reset at each copy, series come and go, stale markers).
 
@@ -201,6 +205,20 @@ fn first_difference(split: &Value, whole: &Value) -> String {
     "results differ".to_owned()
 }
 
+/// `strata_query_frontend_sharded_requests_total` of a server.
+fn sharded_requests(url: &str) -> u64 {
+    let text = agent()
+        .get(url)
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix("strata_query_frontend_sharded_requests_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// The copies' series, each copy one `span` after the previous.
 fn data(base: i64) -> (Vec<Vec<Generated>>, i64) {
     let first = generate(0);
@@ -227,6 +245,17 @@ fn split_and_cached_answers_equal_unsplit_answers() {
             "warn",
         ],
     );
+    let sharded = Strata::start(
+        &dir.path().join("sharded"),
+        &[
+            "--query-frontend.split-queries-by-interval",
+            "2h",
+            "--query-frontend.shard-count",
+            "3",
+            "--log.level",
+            "warn",
+        ],
+    );
     let whole = Strata::start(
         &dir.path().join("whole"),
         &[
@@ -241,7 +270,7 @@ fn split_and_cached_answers_equal_unsplit_answers() {
     let end = base + COPIES * span;
     for series in &copies {
         for request in write_requests(series) {
-            for server in [&split, &whole] {
+            for server in [&split, &sharded, &whole] {
                 let (status, body) =
                     remote_write(&server.url("/api/v1/push"), Some(TENANT), &request);
                 assert_eq!(status, 204, "write refused: {body}\n{}", server.log());
@@ -249,7 +278,7 @@ fn split_and_cached_answers_equal_unsplit_answers() {
         }
     }
     eprintln!(
-        "query frontend: pushed {COPIES} hours of data to both ({:.1?})",
+        "query frontend: pushed {COPIES} hours of data to all three ({:.1?})",
         started.elapsed()
     );
 
@@ -260,6 +289,7 @@ fn split_and_cached_answers_equal_unsplit_answers() {
     let partial = AtomicUsize::new(0);
     let asked = AtomicUsize::new(0);
     let (whole_us, cold_us, warm_us) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let sharded_us = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
             scope.spawn(|| {
@@ -299,6 +329,7 @@ fn split_and_cached_answers_equal_unsplit_answers() {
                     let reference = timed(&whole.base(), &whole_us);
                     let cold = timed(&split.base(), &cold_us);
                     let warm = timed(&split.base(), &warm_us);
+                    let shards = timed(&sharded.base(), &sharded_us);
                     asked.fetch_add(1, Ordering::Relaxed);
                     let mut problems = Vec::new();
                     if let Some(why) = difference(&cold, &reference) {
@@ -306,6 +337,9 @@ fn split_and_cached_answers_equal_unsplit_answers() {
                     }
                     if let Some(why) = difference(&warm, &reference) {
                         problems.push(format!("cached: {why}"));
+                    }
+                    if let Some(why) = difference(&shards, &reference) {
+                        problems.push(format!("sharded: {why}"));
                     }
                     // `@` and negative offsets are not cached (they read past the step).
                     let uncached = query.contains('@') || query.contains("offset -");
@@ -354,11 +388,15 @@ fn split_and_cached_answers_equal_unsplit_answers() {
     );
     let ms = |total: &AtomicU64| total.load(Ordering::Relaxed) as f64 / 1000.0;
     eprintln!(
-        "query frontend: total time unsplit {:.0} ms, split cold {:.0} ms, split cached {:.0} ms",
+        "query frontend: total time unsplit {:.0} ms, split cold {:.0} ms, split cached {:.0} ms, split and sharded cold {:.0} ms",
         ms(&whole_us),
         ms(&cold_us),
-        ms(&warm_us)
+        ms(&warm_us),
+        ms(&sharded_us)
     );
+    let sharded_requests = sharded_requests(&sharded.url("/metrics"));
+    eprintln!("query frontend: {sharded_requests} querier requests answered by shards");
+    assert!(sharded_requests > 0, "no query was sharded");
     assert!(asked.load(Ordering::Relaxed) >= 500);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -41,6 +41,9 @@ pub struct QueryFrontendConfig {
     pub max_query_lookback: String,
     /// Queries slower than this are logged at warn (others at info); `0s` logs all at warn.
     pub log_queries_longer_than: String,
+    /// Shards a shardable range query's aggregation is split into (a
+    /// partial query per shard, combined in the frontend); 0 or 1 = off.
+    pub shard_count: usize,
 }
 
 impl Default for QueryFrontendConfig {
@@ -60,9 +63,13 @@ impl Default for QueryFrontendConfig {
             max_query_length: "0s".to_owned(),
             max_query_lookback: "0s".to_owned(),
             log_queries_longer_than: "10s".to_owned(),
+            shard_count: 0,
         }
     }
 }
+
+/// The most shards one query may be split into.
+pub(super) const MAX_SHARD_COUNT: usize = 128;
 
 /// A configuration duration in ms: a Prometheus duration or a bare `0`.
 pub(super) fn config_duration(text: &str) -> Option<i64> {
@@ -107,6 +114,11 @@ impl QueryFrontendConfig {
         if self.max_concurrent == 0 {
             return Err("query_frontend.max_concurrent must be greater than 0".to_owned());
         }
+        if self.shard_count > MAX_SHARD_COUNT {
+            return Err(format!(
+                "query_frontend.shard_count must be at most {MAX_SHARD_COUNT}"
+            ));
+        }
         if self.max_query_parallelism == 0 {
             return Err("query_frontend.max_query_parallelism must be greater than 0".to_owned());
         }
@@ -126,6 +138,7 @@ pub(super) struct Settings {
     pub(super) max_query_length_ms: i64,
     pub(super) max_query_lookback_ms: i64,
     pub(super) slow_query: Duration,
+    pub(super) shard_count: usize,
 }
 
 impl Settings {
@@ -153,6 +166,7 @@ impl Settings {
                 &config.log_queries_longer_than,
                 &defaults.log_queries_longer_than,
             )),
+            shard_count: config.shard_count,
         }
     }
 }

@@ -17,6 +17,7 @@ pub(super) struct Metrics {
     pub(super) queries: Counter,
     pub(super) subqueries: Counter,
     pub(super) retries: Counter,
+    pub(super) sharded: Counter,
     rejected: Family<ReasonLabel, Counter>,
     pub(super) cache_hits: Counter,
     pub(super) cache_misses: Counter,
@@ -42,6 +43,11 @@ impl Metrics {
             "querier_retries",
             "Querier calls retried after an unavailable or internal failure",
             metrics.retries.clone(),
+        );
+        r.register(
+            "sharded_requests",
+            "Querier requests answered by partial queries per shard, combined",
+            metrics.sharded.clone(),
         );
         r.register(
             "rejected_queries",
