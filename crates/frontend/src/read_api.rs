@@ -151,6 +151,23 @@ impl Frontend {
         )
     }
 
+    /// The answer under `key` from the read cache, or `fetch`ed (and
+    /// cached when there is a key); with the cache status for the header.
+    async fn cached_read(
+        &self,
+        key: Option<String>,
+        fetch: impl Future<Output = Result<CachedRead, ApiError>>,
+    ) -> Result<(CachedRead, &'static str), ApiError> {
+        if let Some(hit) = key.as_deref().and_then(|k| self.read_cache().get(k)) {
+            return Ok((hit.as_ref().clone(), "hit"));
+        }
+        let answer = fetch.await?;
+        if let Some(key) = key {
+            self.read_cache().insert(key, answer.clone());
+        }
+        Ok((answer, "miss"))
+    }
+
     pub(crate) async fn series(
         &self,
         headers: &HeaderMap,
@@ -164,36 +181,26 @@ impl Frontend {
         let (start_ms, end_ms) = time_range(params)?;
         let limit = params.limit()?;
         let key = self.read_cache_key(&tenant, "series", "", params, end_ms, limit);
-        let (response, cache) = match key.as_deref().and_then(|k| self.read_cache().get(k)) {
-            Some(hit) => match hit.as_ref() {
-                CachedRead::Series(response) => (response.clone(), "hit"),
-                _ => return Err(ApiError::bad_data("internal cache key clash")),
-            },
-            None => {
-                let response = self
-                    .store()
-                    .series(SeriesRequest {
-                        tenant: tenant.to_string(),
-                        matcher_sets: sets,
-                        start_ms,
-                        end_ms,
-                        limit,
-                    })
-                    .await?;
-                if let Some(key) = key {
-                    self.read_cache()
-                        .insert(key, CachedRead::Series(response.clone()));
-                }
-                (response, "miss")
-            }
+        let fetch = async {
+            let response = self
+                .store()
+                .series(SeriesRequest {
+                    tenant: tenant.to_string(),
+                    matcher_sets: sets,
+                    start_ms,
+                    end_ms,
+                    limit,
+                })
+                .await?;
+            let data = response.series.iter().map(|s| labels_json(&s.labels));
+            Ok(CachedRead::new(
+                Value::Array(data.collect()),
+                response.truncated,
+            ))
         };
-        let data: Vec<Value> = response
-            .series
-            .iter()
-            .map(|s| labels_json(&s.labels))
-            .collect();
+        let (answer, cache) = self.cached_read(key, fetch).await?;
         Ok(with_cache_header(
-            success(Value::Array(data), warnings_if(response.truncated)),
+            success(answer.data, warnings_if(answer.truncated)),
             cache,
         ))
     }
@@ -208,31 +215,22 @@ impl Frontend {
         let limit = params.limit()?;
         let sets = matcher_sets(params, EmptyMatcherError::Bare)?;
         let key = self.read_cache_key(&tenant, "labels", "", params, end_ms, limit);
-        let (response, cache) = match key.as_deref().and_then(|k| self.read_cache().get(k)) {
-            Some(hit) => match hit.as_ref() {
-                CachedRead::Names(response) => (response.clone(), "hit"),
-                _ => return Err(ApiError::bad_data("internal cache key clash")),
-            },
-            None => {
-                let response = self
-                    .store()
-                    .label_names(LabelNamesRequest {
-                        tenant: tenant.to_string(),
-                        matcher_sets: sets,
-                        start_ms,
-                        end_ms,
-                        limit,
-                    })
-                    .await?;
-                if let Some(key) = key {
-                    self.read_cache()
-                        .insert(key, CachedRead::Names(response.clone()));
-                }
-                (response, "miss")
-            }
+        let fetch = async {
+            let response = self
+                .store()
+                .label_names(LabelNamesRequest {
+                    tenant: tenant.to_string(),
+                    matcher_sets: sets,
+                    start_ms,
+                    end_ms,
+                    limit,
+                })
+                .await?;
+            Ok(CachedRead::new(json!(response.names), response.truncated))
         };
+        let (answer, cache) = self.cached_read(key, fetch).await?;
         Ok(with_cache_header(
-            success(json!(response.names), warnings_if(response.truncated)),
+            success(answer.data, warnings_if(answer.truncated)),
             cache,
         ))
     }
@@ -253,32 +251,23 @@ impl Frontend {
         let limit = params.limit()?;
         let sets = matcher_sets(params, EmptyMatcherError::Bare)?;
         let key = self.read_cache_key(&tenant, "values", &name, params, end_ms, limit);
-        let (response, cache) = match key.as_deref().and_then(|k| self.read_cache().get(k)) {
-            Some(hit) => match hit.as_ref() {
-                CachedRead::Values(response) => (response.clone(), "hit"),
-                _ => return Err(ApiError::bad_data("internal cache key clash")),
-            },
-            None => {
-                let response = self
-                    .store()
-                    .label_values(LabelValuesRequest {
-                        tenant: tenant.to_string(),
-                        name,
-                        matcher_sets: sets,
-                        start_ms,
-                        end_ms,
-                        limit,
-                    })
-                    .await?;
-                if let Some(key) = key {
-                    self.read_cache()
-                        .insert(key, CachedRead::Values(response.clone()));
-                }
-                (response, "miss")
-            }
+        let fetch = async {
+            let response = self
+                .store()
+                .label_values(LabelValuesRequest {
+                    tenant: tenant.to_string(),
+                    name,
+                    matcher_sets: sets,
+                    start_ms,
+                    end_ms,
+                    limit,
+                })
+                .await?;
+            Ok(CachedRead::new(json!(response.values), response.truncated))
         };
+        let (answer, cache) = self.cached_read(key, fetch).await?;
         Ok(with_cache_header(
-            success(json!(response.values), warnings_if(response.truncated)),
+            success(answer.data, warnings_if(answer.truncated)),
             cache,
         ))
     }

@@ -11,28 +11,32 @@ use std::time::Duration;
 use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use prost::Message;
+use serde_json::Value;
 use strata_common::duration::parse_duration_ms;
-use strata_proto::store::{LabelNamesResponse, LabelValuesResponse, SeriesResponse};
 
 use crate::QueryFrontendConfig;
 
-/// A cached store answer.
+/// A cached answer: its JSON `data` and whether a limit cut it.
 #[derive(Debug, Clone)]
-pub(crate) enum CachedRead {
-    Series(SeriesResponse),
-    Names(LabelNamesResponse),
-    Values(LabelValuesResponse),
+pub(crate) struct CachedRead {
+    pub(crate) data: Value,
+    pub(crate) truncated: bool,
+    /// Bytes of `data` as JSON, for the cache's weigher.
+    bytes: usize,
 }
 
 impl CachedRead {
+    pub(crate) fn new(data: Value, truncated: bool) -> Self {
+        let bytes = data.to_string().len();
+        CachedRead {
+            data,
+            truncated,
+            bytes,
+        }
+    }
+
     fn weight(&self) -> u32 {
-        let bytes = match self {
-            CachedRead::Series(r) => r.encoded_len(),
-            CachedRead::Names(r) => r.encoded_len(),
-            CachedRead::Values(r) => r.encoded_len(),
-        };
-        u32::try_from(bytes + 64).unwrap_or(u32::MAX)
+        u32::try_from(self.bytes + 64).unwrap_or(u32::MAX)
     }
 }
 
@@ -137,10 +141,7 @@ mod tests {
         assert_ne!(a, b);
         cache.insert(
             a.clone(),
-            CachedRead::Names(LabelNamesResponse {
-                names: vec!["job".into()],
-                truncated: false,
-            }),
+            CachedRead::new(serde_json::json!(["job"]), false),
         );
         assert!(cache.get(&a).is_some());
         assert!(cache.get(&b).is_none());
