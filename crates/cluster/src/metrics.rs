@@ -2,6 +2,7 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Counters shared by every clone of a [`crate::ClusterStore`].
@@ -13,6 +14,10 @@ pub struct ClusterMetrics {
     pub quorum_failures: Counter,
     /// Reads that had to ask another replica after one failed.
     pub read_retries: Counter,
+    /// Store nodes in this process's placement view, by health.
+    pub stores: Family<Vec<(String, String)>, Gauge>,
+    /// Placement epochs in this process's view.
+    pub epochs: Gauge,
 }
 
 impl ClusterMetrics {
@@ -27,6 +32,16 @@ impl ClusterMetrics {
             "strata_cluster_write_quorum_failures",
             "Writes refused with 503 because a shard missed its quorum",
             metrics.quorum_failures.clone(),
+        );
+        registry.register(
+            "strata_cluster_placement_stores",
+            "Store nodes in this process's placement view, by health",
+            metrics.stores.clone(),
+        );
+        registry.register(
+            "strata_cluster_placement_epochs",
+            "Placement epochs in this process's view",
+            metrics.epochs.clone(),
         );
         registry.register(
             "strata_cluster_read_retries",

@@ -31,6 +31,8 @@ pub struct PlacementWatcher {
     /// The last failed refresh: requests arriving soon after it share its
     /// error instead of each waiting for meta again.
     last_failure: parking_lot::Mutex<Option<(Instant, ServiceError)>>,
+    /// Gauges of the current view, when set.
+    metrics: parking_lot::Mutex<Option<crate::ClusterMetrics>>,
 }
 
 impl PlacementWatcher {
@@ -40,7 +42,13 @@ impl PlacementWatcher {
             current: RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             last_failure: parking_lot::Mutex::new(None),
+            metrics: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Keeps `metrics`' placement gauges up to date with each view.
+    pub fn set_metrics(&self, metrics: crate::ClusterMetrics) {
+        *self.metrics.lock() = Some(metrics);
     }
 
     /// The meta client this watcher polls.
@@ -96,6 +104,17 @@ impl PlacementWatcher {
             return Ok(known.clone());
         }
         *current = Some(placement.clone());
+        if let Some(metrics) = self.metrics.lock().as_ref() {
+            let healthy = placement.stores.values().filter(|s| s.healthy).count();
+            let unhealthy = placement.stores.len() - healthy;
+            for (health, count) in [("healthy", healthy), ("unhealthy", unhealthy)] {
+                metrics
+                    .stores
+                    .get_or_create(&vec![("health".to_owned(), health.to_owned())])
+                    .set(count as i64);
+            }
+            metrics.epochs.set(placement.epochs.len() as i64);
+        }
         Ok(placement)
     }
 

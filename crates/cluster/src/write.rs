@@ -3,7 +3,7 @@
 //! (epoch, shard) it touched has a quorum of acknowledgements. Replicas
 //! still writing when that happens finish in the background.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -11,7 +11,7 @@ use prost::Message;
 use prost::bytes::Bytes;
 use strata_common::ServiceError;
 use strata_common::error::ErrorClass;
-use strata_proto::prometheus::TimeSeries;
+use strata_proto::prometheus::{MetricMetadata, TimeSeries};
 use strata_proto::store::{EncodedWriteRequest, RejectedSeries, WriteRequest, WriteResponse};
 
 use crate::ClusterStore;
@@ -76,57 +76,34 @@ pub(crate) async fn write(
     let mut rejected: BTreeMap<u32, RejectedSeries> = BTreeMap::new();
     let (mut groups, batches) = route(&placement, &tenant, timeseries, !metadata.is_empty())?;
 
+    // Health is a hint: a replica believed down is held back while its
+    // groups can reach quorum without it, and asked as soon as they cannot
+    // (meta may only have missed its heartbeats, e.g. during an election).
     let mut pending = FuturesUnordered::new();
-    let batch_count = batches.len();
-    // Health is a hint: a replica believed down is skipped while its
-    // groups reach quorum without it, and asked when they cannot (meta may
-    // have missed heartbeats, e.g. during a leader election).
-    let needs_unhealthy: Vec<GroupKey> = groups
-        .iter()
-        .filter(|(_, g)| {
-            g.replicas
-                .iter()
-                .filter(|r| placement.is_healthy(r))
-                .count()
-                < g.quorum
-        })
-        .map(|(key, _)| *key)
-        .collect();
+    let mut deferred: HashMap<String, NodeBatch> = HashMap::new();
+    let mut launched: HashSet<String> = HashSet::new();
+    let mut finished: HashSet<String> = HashSet::new();
     for (node, batch) in batches {
-        let address = placement.address(&node).unwrap_or_default().to_owned();
-        let healthy = placement.is_healthy(&node)
-            || batch.groups.iter().any(|key| needs_unhealthy.contains(key));
-        let client = store.client(&address);
-        let write = EncodedWriteRequest {
-            tenant: tenant.clone(),
-            timeseries: batch.series,
-            // Every node of a request gets its metadata (see `route`).
-            metadata: metadata.clone(),
-        };
-        let timeout = store.options.write_timeout;
-        let task = tokio::spawn(async move {
-            if !healthy {
-                return Err(ServiceError::new(
-                    ErrorClass::Unavailable,
-                    "unhealthy (missed heartbeats)",
-                ));
-            }
-            let client = client?;
-            match tokio::time::timeout(timeout, client.write_encoded(write)).await {
-                Ok(result) => result,
-                Err(_) => Err(ServiceError::new(
-                    ErrorClass::Timeout,
-                    format!("no answer within {timeout:?}"),
-                )),
-            }
+        let needed = batch.groups.iter().any(|key| {
+            groups.get(key).is_some_and(|g| {
+                g.replicas
+                    .iter()
+                    .filter(|r| placement.is_healthy(r))
+                    .count()
+                    < g.quorum
+            })
         });
-        pending.push(async move { (node, batch.origin, batch.groups, task.await) });
+        if placement.is_healthy(&node) || needed {
+            launched.insert(node.clone());
+            pending.push(launch(store, &placement, &tenant, &metadata, node, batch));
+        } else {
+            deferred.insert(node, batch);
+        }
     }
 
     let mut refusal: Option<ServiceError> = None;
-    let mut answered = 0usize;
     while let Some((node, origin, node_groups, joined)) = pending.next().await {
-        answered += 1;
+        finished.insert(node.clone());
         let result = joined.unwrap_or_else(|e| Err(ServiceError::internal(e.to_string())));
         store.metrics.call("write", result.is_ok());
         match result {
@@ -156,14 +133,38 @@ pub(crate) async fn write(
                 ) {
                     refusal.get_or_insert(error.clone());
                 }
-                for key in node_groups {
-                    if let Some(group) = groups.get_mut(&key) {
+                for key in &node_groups {
+                    if let Some(group) = groups.get_mut(key) {
                         group.failures.push(format!("{node}: {}", error.message));
+                    }
+                }
+                // Groups that can no longer reach quorum with the replicas
+                // in flight: ask their held-back replicas now.
+                for key in &node_groups {
+                    let Some(group) = groups.get(key) else {
+                        continue;
+                    };
+                    let in_flight = group
+                        .replicas
+                        .iter()
+                        .filter(|r| launched.contains(*r) && !finished.contains(*r))
+                        .count();
+                    if group.acks + in_flight >= group.quorum {
+                        continue;
+                    }
+                    for replica in group.replicas.clone() {
+                        if let Some(batch) = deferred.remove(&replica) {
+                            tracing::info!(store = %replica, "asking a replica believed down, a healthy one failed");
+                            launched.insert(replica.clone());
+                            pending.push(launch(
+                                store, &placement, &tenant, &metadata, replica, batch,
+                            ));
+                        }
                     }
                 }
             }
         }
-        if answered < batch_count && groups.values().all(Group::decided) {
+        if finished.len() < launched.len() && groups.values().all(Group::decided) {
             // Quorum (or its impossibility) is known everywhere; the
             // remaining replicas finish on their own.
             break;
@@ -210,6 +211,48 @@ pub(crate) async fn write(
         rejected,
     })
 }
+
+/// A write of `batch` to store `node`, spawned so it finishes even when
+/// the request returns first (its quorum reached); the answer comes with
+/// what routing needs to account for it.
+fn launch(
+    store: &ClusterStore,
+    placement: &Placement,
+    tenant: &str,
+    metadata: &[MetricMetadata],
+    node: String,
+    batch: NodeBatch,
+) -> impl Future<Output = Answer> + use<> {
+    let address = placement.address(&node).unwrap_or_default().to_owned();
+    let client = store.client(&address);
+    let write = EncodedWriteRequest {
+        tenant: tenant.to_owned(),
+        timeseries: batch.series,
+        // Every node of a request gets its metadata (see `route`).
+        metadata: metadata.to_vec(),
+    };
+    let timeout = store.options.write_timeout;
+    let task = tokio::spawn(async move {
+        let client = client?;
+        match tokio::time::timeout(timeout, client.write_encoded(write)).await {
+            Ok(result) => result,
+            Err(_) => Err(ServiceError::new(
+                ErrorClass::Timeout,
+                format!("no answer within {timeout:?}"),
+            )),
+        }
+    });
+    async move { (node, batch.origin, batch.groups, task.await) }
+}
+
+/// A node's answer: its name, the origin of its series, its groups, and
+/// the write's outcome.
+type Answer = (
+    String,
+    Vec<u32>,
+    Vec<GroupKey>,
+    Result<Result<WriteResponse, ServiceError>, tokio::task::JoinError>,
+);
 
 /// Removes samples newer than `horizon` (the newest time the placement can
 /// route: a placement epoch may start after it that this process does not

@@ -78,6 +78,7 @@ fn store_view(
             .run(config.meta_refresh_interval(), stopped.clone()),
     );
     let metrics = ClusterMetrics::new(registry);
+    watcher.set_metrics(metrics.clone());
     let ready_watcher = watcher.clone();
     let ready: ReadyFn = Arc::new(move || {
         ready_watcher

@@ -94,6 +94,10 @@ impl Cluster {
         format!("{}{path}", self.base)
     }
 
+    fn stop(&self, name: &str) {
+        run_script(self.dir.path(), self.first_port, &["stop", name]);
+    }
+
     fn kill(&self, name: &str) {
         run_script(self.dir.path(), self.first_port, &["stop", name, "--kill"]);
     }
@@ -598,4 +602,61 @@ fn read_retries(cluster: &Cluster) -> f64 {
             .sum::<f64>();
     }
     total
+}
+
+#[test]
+fn a_replica_believed_down_is_asked_when_a_healthy_one_fails() {
+    let cluster = Cluster::up();
+    // store-3 comes back pointed at no meta node: alive, registered from
+    // before, but silent, so meta reports it unhealthy.
+    cluster.stop("store-3");
+    let cmd_path = cluster.dir.path().join("store-3.cmd");
+    let cmd = std::fs::read_to_string(&cmd_path).expect("store-3.cmd");
+    let meta = cluster.file("meta.addresses").replace(',', "\\,");
+    let silent = cmd.replace(&meta, "http://127.0.0.1:1");
+    assert_ne!(cmd, silent, "the meta addresses are in {cmd}");
+    std::fs::write(&cmd_path, silent).expect("write store-3.cmd");
+    cluster.start("store-3");
+    let store_3_unhealthy = || {
+        cluster
+            .meta_tool(&["status"])
+            .lines()
+            .any(|l| l.starts_with("store store-3 ") && l.contains(" unhealthy"))
+    };
+    wait_until(
+        "meta to report store-3 unhealthy",
+        Duration::from_secs(30),
+        store_3_unhealthy,
+    );
+    // The frontend's view follows within a refresh.
+    wait_until(
+        "the frontend to see store-3 unhealthy",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{}/metrics", cluster.base);
+            let Ok(mut response) = agent().get(&url).call() else {
+                return false;
+            };
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            text.lines()
+                .any(|l| l.trim() == "strata_cluster_placement_stores{health=\"unhealthy\"} 1")
+        },
+    );
+    // With store-1 gone too, only store-2 is believed healthy: every shard
+    // needs store-3, which is alive, to reach its write quorum of 2.
+    cluster.kill("store-1");
+    let mut pushed = 0;
+    for round in 0..10 {
+        let request = dataset("held_back", 10, 1, now_ms() - 1_000 + round);
+        let (status, body) = push(&cluster.base, Some("team-a"), &request);
+        assert_eq!(status, 204, "round {round}: {body}\n{}", cluster.logs());
+        pushed += 10;
+    }
+    assert_eq!(sample_count(&cluster, "team-a", "held_back"), pushed);
+    let log =
+        std::fs::read_to_string(cluster.dir.path().join("frontend-1.log")).unwrap_or_default();
+    assert!(
+        log.contains("asking a replica believed down"),
+        "the held-back replica was asked: {log}"
+    );
 }
