@@ -310,6 +310,17 @@ fn cluster_answers_like_a_single_node_and_keeps_tenants_apart() {
         "{result}"
     );
 
+    // A querier gone: the frontend's pool answers from the other one.
+    cluster.kill("querier-1");
+    let all_a = format!(
+        "/api/v1/query?query={}&time={stop}",
+        encode("requests_total")
+    );
+    for _ in 0..4 {
+        let data = data_of(&cluster.url(&all_a), Some("team-a"));
+        assert_eq!(data["result"].as_array().map(Vec::len), Some(40), "{data}");
+    }
+
     // Every sample is on a write quorum (2 of 3) of store nodes.
     let copies: usize = ["store-1", "store-2", "store-3"]
         .iter()
