@@ -1,8 +1,8 @@
 //! The frontend's queriers. Each request goes to the querier with the most
 //! free slots (round-robin among equals), at most
-//! `max_concurrent_per_querier` at once on one querier; a querier that is
-//! down or overloaded is skipped and the request retried on the next one,
-//! while a bad query fails at once.
+//! `max_concurrent_per_querier` at once on one querier; a querier that
+//! cannot be reached is skipped and the request retried on the next one,
+//! while an error a querier answered with is returned as it is.
 //!
 //! An address whose host name resolves to several IPs (a Kubernetes
 //! headless Service) stands for every one of them, resolved again by
@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use strata_common::error::ErrorClass;
 use strata_common::{GrpcQueryClient, QueryApi, ServiceError};
 use strata_proto::query::{QueryRequest, QueryResponse};
 use tokio::sync::{Semaphore, watch};
@@ -147,12 +146,18 @@ async fn expand(address: &str) -> Vec<String> {
     }
 }
 
-/// Failures another querier may not have.
-fn is_retryable(error: &ServiceError) -> bool {
-    matches!(
-        error.class,
-        ErrorClass::Unavailable | ErrorClass::RateLimited | ErrorClass::Internal
-    )
+/// The querier could not be reached (connection refused or broken): the
+/// failure carries the transport error as its source. A querier that
+/// answered with an error (a bad query, or store nodes it could not read)
+/// is not retried here: another querier would do the same work to fail
+/// alike, and the query frontend decides about retries.
+fn querier_unreachable(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    status.source().is_some()
+        && matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        )
 }
 
 #[async_trait]
@@ -167,13 +172,14 @@ impl QueryApi for QuerierPool {
                 .acquire_owned()
                 .await
                 .map_err(|_| ServiceError::internal("querier pool closed"))?;
-            match querier.client.query(request.clone()).await {
+            match querier.client.query_status(request.clone()).await {
                 Ok(response) => return Ok(response),
-                Err(error) if is_retryable(&error) => {
-                    tracing::warn!(querier = %querier.endpoint, %error, "querier failed, retrying on the next");
+                Err(status) if querier_unreachable(&status) => {
+                    let error = ServiceError::from(status);
+                    tracing::warn!(querier = %querier.endpoint, %error, "querier unreachable, retrying on the next");
                     last_error = Some(error);
                 }
-                Err(error) => return Err(error),
+                Err(status) => return Err(status.into()),
             }
         }
         Err(last_error.unwrap_or_else(|| ServiceError::internal("no querier answered")))

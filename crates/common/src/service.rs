@@ -201,9 +201,21 @@ impl GrpcQueryClient {
     }
 }
 
+impl GrpcQueryClient {
+    /// `query` with the raw gRPC status of a failure, which tells whether
+    /// the querier answered (no source) or could not be reached (the
+    /// transport error as its source).
+    pub async fn query_status(
+        &self,
+        request: QueryRequest,
+    ) -> Result<QueryResponse, tonic::Status> {
+        Ok(self.client.clone().query(request).await?.into_inner())
+    }
+}
+
 #[async_trait]
 impl QueryApi for GrpcQueryClient {
     async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ServiceError> {
-        Ok(self.client.clone().query(request).await?.into_inner())
+        Ok(self.query_status(request).await?)
     }
 }
