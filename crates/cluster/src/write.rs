@@ -422,3 +422,113 @@ fn split_by_epoch(placement: &Placement, series: TimeSeries) -> Vec<(usize, Time
         .filter(|(_, part)| !part.samples.is_empty() || !part.histograms.is_empty())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use strata_proto::meta::{ClusterState, Epoch, MemberState, StoreMember};
+    use strata_proto::prometheus::{Label, Sample};
+
+    fn placement() -> Placement {
+        let member = |id: &str| StoreMember {
+            id: id.to_owned(),
+            address: format!("http://{id}:9095"),
+            state: MemberState::Active as i32,
+            healthy: true,
+            ..StoreMember::default()
+        };
+        let epoch = |id: u64, start_ms: i64, stores: &[&str]| Epoch {
+            id,
+            start_ms,
+            stores: stores.iter().map(|s| (*s).to_owned()).collect(),
+            replication_factor: 3,
+            default_shards: 4,
+            ..Epoch::default()
+        };
+        let state = ClusterState {
+            members: ["a", "b", "c", "d"].into_iter().map(member).collect(),
+            epochs: vec![
+                epoch(1, i64::MIN, &["a", "b", "c"]),
+                epoch(2, 1_000, &["a", "b", "c", "d"]),
+            ],
+            epoch_delay_ms: 10_000,
+            ..ClusterState::default()
+        };
+        Placement::new(&state, Instant::now(), 0)
+    }
+
+    fn series(name: &str, times: &[i64]) -> TimeSeries {
+        TimeSeries {
+            labels: vec![Label {
+                name: "__name__".into(),
+                value: name.into(),
+            }],
+            samples: times
+                .iter()
+                .map(|&t| Sample {
+                    value: t as f64,
+                    timestamp: t,
+                })
+                .collect(),
+            ..TimeSeries::default()
+        }
+    }
+
+    #[test]
+    fn a_series_across_an_epoch_boundary_is_split_by_sample_time() {
+        let parts = split_by_epoch(&placement(), series("x", &[998, 999, 1_000, 1_001]));
+        let times: Vec<(usize, Vec<i64>)> = parts
+            .iter()
+            .map(|(e, s)| (*e, s.samples.iter().map(|x| x.timestamp).collect()))
+            .collect();
+        assert_eq!(times, vec![(0, vec![998, 999]), (1, vec![1_000, 1_001])]);
+        let whole = split_by_epoch(&placement(), series("x", &[5, 6]));
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].0, 0);
+    }
+
+    #[test]
+    fn every_replica_of_a_shard_gets_the_series_once() {
+        let placement = placement();
+        let timeseries: Vec<TimeSeries> = (0..20).map(|i| series(&format!("m{i}"), &[i])).collect();
+        let (groups, batches) = route(&placement, "t", timeseries, false).expect("route");
+        // Epoch 1 has 3 stores and RF 3: each group is all of them.
+        assert!(
+            groups
+                .values()
+                .all(|g| g.replicas.len() == 3 && g.quorum == 2)
+        );
+        let mut copies = 0;
+        for batch in batches.values() {
+            assert_eq!(batch.series.len(), batch.origin.len());
+            let mut origins = batch.origin.clone();
+            origins.sort_unstable();
+            origins.dedup();
+            assert_eq!(
+                origins.len(),
+                batch.origin.len(),
+                "no series twice on a node"
+            );
+            copies += batch.series.len();
+        }
+        assert_eq!(copies, 20 * 3);
+        assert!(!batches.contains_key("d"), "d is only in epoch 2");
+    }
+
+    #[test]
+    fn future_samples_are_refused_per_series() {
+        let mut timeseries = vec![series("now", &[100, 200]), series("later", &[100, 5_000])];
+        let refused = refuse_future_samples(&mut timeseries, 1_000);
+        assert_eq!(timeseries[0].samples.len(), 2);
+        assert_eq!(timeseries[1].samples.len(), 1);
+        assert_eq!(refused.len(), 1);
+        let only = &refused[&1];
+        assert_eq!(only.rejected_samples, 1);
+        assert!(
+            only.reason.contains("too far in the future"),
+            "{}",
+            only.reason
+        );
+    }
+}
