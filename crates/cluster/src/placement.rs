@@ -180,6 +180,9 @@ pub struct Placement {
     pub tenant_limits: BTreeMap<String, BTreeMap<String, String>>,
     /// The meta Raft index this view reflects; views never go back.
     pub applied_index: u64,
+    /// When a placement change still being committed was stamped (its
+    /// epoch starts `epoch_delay` later), if one was.
+    pub pending_change_ms: Option<i64>,
 }
 
 impl Placement {
@@ -237,6 +240,7 @@ impl Placement {
                 .map(|t| (t.id.clone(), t.limits.clone().into_iter().collect()))
                 .collect(),
             applied_index: state.applied_index,
+            pending_change_ms: (state.pending_change_ms != 0).then_some(state.pending_change_ms),
         }
     }
 
@@ -258,8 +262,14 @@ impl Placement {
     /// know was created after it was fetched, so it starts at least
     /// `epoch_delay` after the fetch: samples before that route correctly.
     /// [`ROUTING_MARGIN`] covers a follower's apply lag and clock skew.
+    /// A change meta is still committing (slowly) bounds it too: its epoch
+    /// starts `epoch_delay` after its stamp and is not in this view.
     pub fn routable_until_ms(&self) -> i64 {
-        self.fetched_at_ms
+        let known_since = match self.pending_change_ms {
+            Some(stamp) => stamp.min(self.fetched_at_ms),
+            None => self.fetched_at_ms,
+        };
+        known_since
             .saturating_add(self.epoch_delay.as_millis() as i64)
             .saturating_sub(ROUTING_MARGIN.as_millis() as i64)
     }
@@ -410,6 +420,14 @@ mod tests {
         assert_eq!(p.epochs[0].shards("other"), 8);
         // Fetched at 1_000_000 with a 10 s delay, less the margin.
         assert_eq!(p.routable_until_ms(), 1_000_000 + 10_000 - 1_000);
+        // A change stamped earlier and still committing bounds it further.
+        let mut pending = state(
+            &[("a", ""), ("b", "")],
+            &[(i64::MIN, &["a"]), (1000, &["a", "b"])],
+        );
+        pending.pending_change_ms = 990_000;
+        let p = placement(&pending);
+        assert_eq!(p.routable_until_ms(), 990_000 + 10_000 - 1_000);
     }
 
     #[test]

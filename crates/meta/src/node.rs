@@ -32,6 +32,10 @@ pub struct MetaNode {
     pub(crate) heartbeat_timeout: Duration,
     /// Clients of the leaders this node forwarded to, by address.
     leader_clients: Mutex<HashMap<String, MetaClient<Channel>>>,
+    /// Stamps of the commands that may change placement and are being
+    /// committed through this node, by proposal number.
+    pending_changes: Mutex<std::collections::BTreeMap<u64, i64>>,
+    next_proposal: std::sync::atomic::AtomicU64,
     metrics_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -96,6 +100,8 @@ impl MetaNode {
             settings: options.placement(),
             heartbeat_timeout: options.heartbeat_timeout,
             leader_clients: Mutex::new(HashMap::new()),
+            pending_changes: Mutex::new(std::collections::BTreeMap::new()),
+            next_proposal: std::sync::atomic::AtomicU64::new(0),
             metrics_task: Mutex::new(Some(metrics_task)),
         }))
     }
@@ -159,8 +165,16 @@ impl MetaNode {
     /// Proposes `command` through Raft (on the leader) and returns what
     /// applying it produced.
     pub(crate) async fn write(&self, command: Command) -> Result<Applied, MetaError> {
+        let stamp = now_ms();
+        // While a placement change commits, its epoch (stamp + delay) is
+        // not in the state yet: GetState tells clients not to route past it.
+        let _pending = matches!(
+            command,
+            Command::RegisterStore { .. } | Command::RemoveStore { .. } | Command::SetTenant { .. }
+        )
+        .then(|| PendingChange::new(self, stamp));
         let proposal = Proposal {
-            now_ms: now_ms(),
+            now_ms: stamp,
             settings: self.settings,
             command,
         };
@@ -170,6 +184,34 @@ impl MetaNode {
             .await
             .map_err(MetaError::from_write)?;
         Ok(response.data?)
+    }
+
+    /// The stamp of the oldest placement change still being committed.
+    pub(crate) fn oldest_pending_change(&self) -> Option<i64> {
+        self.pending_changes.lock().values().min().copied()
+    }
+}
+
+/// A placement change in flight; removed from the node's list when dropped
+/// (committed, failed or abandoned).
+struct PendingChange<'a> {
+    node: &'a MetaNode,
+    number: u64,
+}
+
+impl<'a> PendingChange<'a> {
+    fn new(node: &'a MetaNode, stamp: i64) -> Self {
+        let number = node
+            .next_proposal
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        node.pending_changes.lock().insert(number, stamp);
+        PendingChange { node, number }
+    }
+}
+
+impl Drop for PendingChange<'_> {
+    fn drop(&mut self) {
+        self.node.pending_changes.lock().remove(&self.number);
     }
 }
 

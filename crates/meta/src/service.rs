@@ -103,6 +103,7 @@ impl MetaService {
             now_ms,
             epoch_delay_ms: self.node.settings.epoch_delay_ms,
             min_stores: self.node.settings.min_stores,
+            pending_change_ms: self.node.oldest_pending_change().unwrap_or(0),
         }
     }
 
