@@ -40,8 +40,10 @@ impl Group {
 #[derive(Debug, Default)]
 struct NodeBatch {
     series: Vec<Bytes>,
-    /// Index in the client's request of each entry of `series`.
-    origin: Vec<u32>,
+    /// Index in the client's request of each entry of `series`, and the
+    /// group the entry is written for (a series split across epochs has
+    /// one entry per epoch).
+    origin: Vec<(u32, GroupKey)>,
     groups: Vec<GroupKey>,
 }
 
@@ -102,6 +104,7 @@ pub(crate) async fn write(
     }
 
     let mut refusal: Option<ServiceError> = None;
+    let mut refused_parts: BTreeMap<(u32, GroupKey), RejectedSeries> = BTreeMap::new();
     while let Some((node, origin, node_groups, joined)) = pending.next().await {
         finished.insert(node.clone());
         let result = joined.unwrap_or_else(|e| Err(ServiceError::internal(e.to_string())));
@@ -109,15 +112,20 @@ pub(crate) async fn write(
         match result {
             Ok(response) => {
                 for r in response.rejected {
-                    let Some(&index) = origin.get(r.index as usize) else {
+                    let Some(&(index, key)) = origin.get(r.index as usize) else {
                         continue;
                     };
-                    let entry = rejected.entry(index).or_insert_with(|| RejectedSeries {
-                        index,
-                        reason: r.reason.clone(),
-                        rejected_samples: 0,
-                    });
-                    entry.rejected_samples = entry.rejected_samples.max(r.rejected_samples);
+                    // Replicas of one part refuse alike: keep the most any
+                    // refused; parts of a split series add up below.
+                    let part =
+                        refused_parts
+                            .entry((index, key))
+                            .or_insert_with(|| RejectedSeries {
+                                index,
+                                reason: r.reason.clone(),
+                                rejected_samples: 0,
+                            });
+                    part.rejected_samples = part.rejected_samples.max(r.rejected_samples);
                 }
                 for key in node_groups {
                     if let Some(group) = groups.get_mut(&key) {
@@ -186,6 +194,14 @@ pub(crate) async fn write(
             ),
         ));
     }
+    for ((index, _), part) in refused_parts {
+        match rejected.get_mut(&index) {
+            Some(entry) => entry.rejected_samples += part.rejected_samples,
+            None => {
+                rejected.insert(index, part);
+            }
+        }
+    }
     for (index, refusal) in future {
         match rejected.get_mut(&index) {
             Some(entry) => entry.rejected_samples += refusal.rejected_samples,
@@ -249,7 +265,7 @@ fn launch(
 /// the write's outcome.
 type Answer = (
     String,
-    Vec<u32>,
+    Vec<(u32, GroupKey)>,
     Vec<GroupKey>,
     Result<Result<WriteResponse, ServiceError>, tokio::task::JoinError>,
 );
@@ -341,7 +357,7 @@ fn route(
                     None => batches.entry(node.clone()).or_default(),
                 };
                 batch.series.push(encoded.clone());
-                batch.origin.push(index as u32);
+                batch.origin.push((index as u32, key));
                 if !batch.groups.contains(&key) {
                     batch.groups.push(key);
                 }
@@ -502,7 +518,7 @@ mod tests {
         let mut copies = 0;
         for batch in batches.values() {
             assert_eq!(batch.series.len(), batch.origin.len());
-            let mut origins = batch.origin.clone();
+            let mut origins: Vec<u32> = batch.origin.iter().map(|(i, _)| *i).collect();
             origins.sort_unstable();
             origins.dedup();
             assert_eq!(
