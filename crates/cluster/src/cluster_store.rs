@@ -71,8 +71,12 @@ impl ClusterStore {
     /// Makes sure meta lists `tenant`, once per process and tenant, in the
     /// background: a write never waits for it.
     pub(crate) fn ensure_tenant(&self, tenant: &str) {
-        if !self.known_tenants.lock().insert(tenant.to_owned()) {
-            return;
+        {
+            let mut known = self.known_tenants.lock();
+            // Every write passes here: no allocation once the tenant is known.
+            if known.contains(tenant) || !known.insert(tenant.to_owned()) {
+                return;
+            }
         }
         let meta = self.watcher.meta().clone();
         let known = self.known_tenants.clone();

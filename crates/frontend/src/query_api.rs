@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use strata_proto::prometheus::Label;
 use strata_proto::query::{QueryRequest, QueryResponse, query_response};
 
+use strata_common::TenantId;
+
 use crate::Frontend;
 use crate::api_error::ApiError;
 use crate::params::Params;
@@ -36,7 +38,7 @@ impl Frontend {
             lookback_delta_ms: optional_duration(params, "lookback_delta")?,
             timeout_ms: optional_duration(params, "timeout")?,
         };
-        self.run_query(request, wants_stats(params)).await
+        self.run_query(&tenant, request, wants_stats(params)).await
     }
 
     pub(crate) async fn range_query(
@@ -88,13 +90,16 @@ impl Frontend {
             lookback_delta_ms: optional_duration(params, "lookback_delta")?,
             timeout_ms: optional_duration(params, "timeout")?,
         };
-        self.run_query(request, wants_stats(params)).await
+        self.run_query(&tenant, request, wants_stats(params)).await
     }
 
-    async fn run_query(&self, request: QueryRequest, stats: bool) -> Result<Response, ApiError> {
-        let tenant = strata_common::TenantId::new(&request.tenant)
-            .map_err(|e| ApiError::bad_data(e.to_string()))?;
-        check_query_size(&request.query, self.limits_for(&tenant).max_query_bytes)?;
+    async fn run_query(
+        &self,
+        tenant: &TenantId,
+        request: QueryRequest,
+        stats: bool,
+    ) -> Result<Response, ApiError> {
+        check_query_size(&request.query, self.limits_for(tenant).max_query_bytes)?;
         let Some(querier) = self.querier() else {
             return Err(ApiError::new(
                 strata_common::ErrorClass::Unavailable,

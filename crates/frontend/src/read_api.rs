@@ -135,20 +135,17 @@ impl Frontend {
         endpoint: &str,
         name: &str,
         params: &Params,
-        end_ms: i64,
+        (start_ms, end_ms): (i64, i64),
         limit: u64,
     ) -> Option<String> {
-        let (start_ms, _) = time_range(params).ok()?;
-        let request = format!(
-            "{endpoint}\u{0}{name}\u{0}{:?}\u{0}{start_ms}\u{0}{end_ms}\u{0}{limit}",
-            params.all("match[]")
-        );
-        self.read_cache().key(
-            tenant.as_str(),
-            &request,
-            end_ms,
-            crate::query_api::now_ms(),
-        )
+        let request = || {
+            format!(
+                "{endpoint}\u{0}{name}\u{0}{:?}\u{0}{start_ms}\u{0}{end_ms}\u{0}{limit}",
+                params.all("match[]")
+            )
+        };
+        self.read_cache()
+            .key(tenant.as_str(), request, end_ms, crate::query_api::now_ms())
     }
 
     /// The answer under `key` from the read cache, or `fetch`ed (and
@@ -180,7 +177,7 @@ impl Frontend {
         }
         let (start_ms, end_ms) = time_range(params)?;
         let limit = params.limit()?;
-        let key = self.read_cache_key(&tenant, "series", "", params, end_ms, limit);
+        let key = self.read_cache_key(&tenant, "series", "", params, (start_ms, end_ms), limit);
         let fetch = async {
             let response = self
                 .store()
@@ -214,7 +211,7 @@ impl Frontend {
         let (start_ms, end_ms) = time_range(params)?;
         let limit = params.limit()?;
         let sets = matcher_sets(params, EmptyMatcherError::Bare)?;
-        let key = self.read_cache_key(&tenant, "labels", "", params, end_ms, limit);
+        let key = self.read_cache_key(&tenant, "labels", "", params, (start_ms, end_ms), limit);
         let fetch = async {
             let response = self
                 .store()
@@ -250,7 +247,7 @@ impl Frontend {
         let (start_ms, end_ms) = time_range(params)?;
         let limit = params.limit()?;
         let sets = matcher_sets(params, EmptyMatcherError::Bare)?;
-        let key = self.read_cache_key(&tenant, "values", &name, params, end_ms, limit);
+        let key = self.read_cache_key(&tenant, "values", &name, params, (start_ms, end_ms), limit);
         let fetch = async {
             let response = self
                 .store()

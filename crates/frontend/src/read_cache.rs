@@ -92,16 +92,17 @@ impl ReadCache {
 
     /// The cache key of a request ending at `end_ms`, or `None` when its
     /// answer may still change (the range reaches the freshness window).
+    /// `request` describes the request; it is only built when cacheable.
     pub(crate) fn key(
         &self,
         tenant: &str,
-        request: &str,
+        request: impl FnOnce() -> String,
         end_ms: i64,
         now_ms: i64,
     ) -> Option<String> {
         self.cache.as_ref()?;
         (end_ms < now_ms.saturating_sub(self.freshness_ms))
-            .then(|| format!("{tenant}\u{0}{request}"))
+            .then(|| format!("{tenant}\u{0}{}", request()))
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Arc<CachedRead>> {
@@ -129,15 +130,23 @@ mod tests {
         let cache = ReadCache::new(&QueryFrontendConfig::default(), &mut Registry::default());
         let now = 10_000_000_000;
         assert!(
-            cache.key("a", "labels", now - 60_000, now).is_none(),
+            cache
+                .key("a", || "labels".to_owned(), now - 60_000, now)
+                .is_none(),
             "fresh"
         );
         assert!(
-            cache.key("a", "labels", i64::MAX, now).is_none(),
+            cache
+                .key("a", || "labels".to_owned(), i64::MAX, now)
+                .is_none(),
             "open-ended"
         );
-        let a = cache.key("a", "labels", now - 3_600_000, now).expect("old");
-        let b = cache.key("b", "labels", now - 3_600_000, now).expect("old");
+        let a = cache
+            .key("a", || "labels".to_owned(), now - 3_600_000, now)
+            .expect("old");
+        let b = cache
+            .key("b", || "labels".to_owned(), now - 3_600_000, now)
+            .expect("old");
         assert_ne!(a, b);
         cache.insert(
             a.clone(),
@@ -152,6 +161,9 @@ mod tests {
             },
             &mut Registry::default(),
         );
-        assert!(off.key("a", "labels", now - 3_600_000, now).is_none());
+        assert!(
+            off.key("a", || "labels".to_owned(), now - 3_600_000, now)
+                .is_none()
+        );
     }
 }
