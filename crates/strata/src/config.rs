@@ -690,6 +690,30 @@ mod tests {
                 .starts_with("wal.fsync_interval")
         );
         let mut config = Config::new();
+        config.meta.epoch_delay = "1s".into();
+        assert!(
+            config
+                .validate()
+                .expect_err("too short")
+                .starts_with("meta.epoch_delay")
+        );
+        let mut config = Config::new();
+        config.target = Target::Meta;
+        assert!(
+            config
+                .validate()
+                .expect_err("no node id")
+                .starts_with("meta.node_id")
+        );
+        config.meta.node_id = 2;
+        config.meta.peers = vec!["1=http://a:9095".into()];
+        assert!(
+            config
+                .validate()
+                .expect_err("not among the peers")
+                .contains("must include this node")
+        );
+        let mut config = Config::new();
         config.limits.max_label_name_length = 0;
         assert!(
             config
