@@ -450,9 +450,93 @@ fn count_values(label: &str, series: &[VSeries], groups: &Groups, n: usize) -> V
     out
 }
 
-/// Up to this k, `topk`/`bottomk` keep a sorted list of the best so far
-/// (O(n·k) at worst, usually O(n)); above it, a selection (O(n)) and a sort.
-const SMALL_K: usize = 16;
+/// `topk`/`bottomk` select as Prometheus 3.5 does, ties included: per group
+/// and step a binary heap of at most k members with the worst on top, built
+/// by Go's `container/heap` rules from the members in series order; a later
+/// member replaces the top only when strictly better. The kept members come
+/// out best first as Go's `sort.Sort` orders them: an insertion sort (stable)
+/// up to 12 members; above that Go's pattern-defeating quicksort may order
+/// ties differently from the stable order used here.
+struct KHeap {
+    top: bool,
+    /// (series, value), a heap ordered by [`KHeap::less`].
+    items: Vec<(usize, f64)>,
+}
+
+impl KHeap {
+    /// The heap's order (`vectorByValueHeap` / `vectorByReverseValueHeap`):
+    /// NaN first, then the worst.
+    fn less(&self, a: f64, b: f64) -> bool {
+        a.is_nan() || if self.top { a < b } else { a > b }
+    }
+
+    fn offer(&mut self, k: usize, si: usize, f: f64) {
+        if self.items.len() < k {
+            self.items.push((si, f));
+            self.up(self.items.len() - 1);
+            return;
+        }
+        let worst = self.items[0].1;
+        let better = if self.top { worst < f } else { worst > f };
+        if better || (worst.is_nan() && !f.is_nan()) {
+            self.items[0] = (si, f);
+            self.down(0);
+        }
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let parent = (j - 1) / 2;
+            if !self.less(self.items[j].1, self.items[parent].1) {
+                break;
+            }
+            self.items.swap(parent, j);
+            j = parent;
+        }
+    }
+
+    fn down(&mut self, mut i: usize) {
+        let n = self.items.len();
+        loop {
+            let left = 2 * i + 1;
+            if left >= n {
+                break;
+            }
+            let mut j = left;
+            if left + 1 < n && self.less(self.items[left + 1].1, self.items[left].1) {
+                j = left + 1;
+            }
+            if !self.less(self.items[j].1, self.items[i].1) {
+                break;
+            }
+            self.items.swap(i, j);
+            i = j;
+        }
+    }
+
+    /// The kept members, best first, in Go's order (see the type's comment).
+    fn sorted(&mut self) -> &[(usize, f64)] {
+        let n = self.items.len();
+        if n <= 12 {
+            for i in 1..n {
+                let mut j = i;
+                while j > 0 && self.less(self.items[j - 1].1, self.items[j].1) {
+                    self.items.swap(j, j - 1);
+                    j -= 1;
+                }
+            }
+        } else {
+            let top = self.top;
+            let rank = |f: f64| if top { -f } else { f };
+            self.items
+                .sort_by(|a, b| match (a.1.is_nan(), b.1.is_nan()) {
+                    (false, false) => rank(a.1).total_cmp(&rank(b.1)),
+                    (x, y) => x.cmp(&y),
+                });
+        }
+        &self.items
+    }
+}
 
 fn top_bottom(
     top: bool,
@@ -461,20 +545,6 @@ fn top_bottom(
     n: usize,
     ks: &[f64],
 ) -> Result<Val, QueryError> {
-    // `a` ranks before `b` (is kept in preference).
-    let better = |a: f64, b: f64| -> bool {
-        match (a.is_nan(), b.is_nan()) {
-            (_, true) => !a.is_nan(),
-            (true, false) => false,
-            _ => {
-                if top {
-                    a > b
-                } else {
-                    a < b
-                }
-            }
-        }
-    };
     // Per step: how many to keep (0: none). An overflowing k fails the query
     // whatever the data; Prometheus 3.5 selects nothing at a step whose k is NaN.
     let mut keep: Vec<usize> = Vec::with_capacity(n);
@@ -494,102 +564,29 @@ fn top_bottom(
     // Per series: its selected points (most series get none).
     let mut selected: Vec<Vec<(usize, f64)>> = vec![Vec::new(); series.len()];
     let mut order: Vec<usize> = Vec::new();
-    // Rank by value, ties by arrival (series order within the group): a
-    // total order, so selecting the k best and sorting only those equals a
-    // full stable sort's top k. Entries are (arrival, series, value).
-    let rank = |a: &(usize, usize, f64), b: &(usize, usize, f64)| {
-        if better(a.2, b.2) {
-            std::cmp::Ordering::Less
-        } else if better(b.2, a.2) {
-            std::cmp::Ordering::Greater
-        } else {
-            a.0.cmp(&b.0)
-        }
-    };
-    // Keeps the k best so far in rank order: most candidates lose to the
-    // current k-th with one comparison. A later arrival that ties with it
-    // ranks after it, so it only enters by being strictly better.
-    let offer =
-        |ranked: &mut Vec<(usize, usize, f64)>, k: usize, candidate: (usize, usize, f64)| {
-            if ranked.len() == k
-                && ranked
-                    .last()
-                    .is_some_and(|worst| !better(candidate.2, worst.2))
-            {
-                return;
-            }
-            let at = ranked.partition_point(|kept| rank(kept, &candidate).is_lt());
-            ranked.insert(at, candidate);
-            ranked.truncate(k);
-        };
-    if keep.iter().all(|&k| k <= SMALL_K) {
-        // Series by series, every step keeping its k best so far: points
-        // are read in storage order and each step's list stays small. A
-        // series' index serves as its arrival (members are in series order).
-        let mut best: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); n];
-        for members in &groups.members {
-            best.iter_mut().for_each(Vec::clear);
-            for &si in members {
-                for &(i, f) in &series[si].points {
-                    if keep[i] > 0 {
-                        offer(&mut best[i], keep[i], (si, si, f));
-                    }
-                }
-            }
-            for (i, ranked) in best.iter().enumerate() {
-                for &(_, si, f) in ranked {
-                    selected[si].push((i, f));
-                    if i == 0 {
-                        order.push(si);
-                    }
+    // Group by group, series by series, every step keeping its heap: points
+    // are read in storage order, and each step's members arrive in series
+    // order as they do in Prometheus' per-step evaluation.
+    let mut heaps: Vec<KHeap> = (0..n)
+        .map(|_| KHeap {
+            top,
+            items: Vec::new(),
+        })
+        .collect();
+    for members in &groups.members {
+        heaps.iter_mut().for_each(|h| h.items.clear());
+        for &si in members {
+            for &(i, f) in &series[si].points {
+                if keep[i] > 0 {
+                    heaps[i].offer(keep[i], si, f);
                 }
             }
         }
-    } else {
-        // Step by step: the group's members with a value at the step, in
-        // series order, read through one cursor per member.
-        let mut cursors: Vec<usize> = Vec::new();
-        let mut step: Vec<(usize, f64)> = Vec::new();
-        let mut ranked: Vec<(usize, usize, f64)> = Vec::new();
-        for members in &groups.members {
-            cursors.clear();
-            cursors.resize(members.len(), 0);
-            for (i, &k) in keep.iter().enumerate() {
-                step.clear();
-                for (cursor, &si) in cursors.iter_mut().zip(members) {
-                    let points = &series[si].points;
-                    if let Some(&(pi, f)) = points.get(*cursor)
-                        && pi == i
-                    {
-                        step.push((si, f));
-                        *cursor += 1;
-                    }
-                }
-                if k == 0 || step.is_empty() {
-                    continue;
-                }
-                ranked.clear();
-                if k <= SMALL_K {
-                    for (arrival, &(si, f)) in step.iter().enumerate() {
-                        offer(&mut ranked, k, (arrival, si, f));
-                    }
-                } else {
-                    ranked.extend(
-                        step.iter()
-                            .enumerate()
-                            .map(|(arrival, &(si, f))| (arrival, si, f)),
-                    );
-                    if ranked.len() > k {
-                        ranked.select_nth_unstable_by(k - 1, rank);
-                        ranked.truncate(k);
-                    }
-                    ranked.sort_unstable_by(rank);
-                }
-                for &(_, si, f) in &ranked {
-                    selected[si].push((i, f));
-                    if i == 0 {
-                        order.push(si);
-                    }
+        for (i, heap) in heaps.iter_mut().enumerate() {
+            for &(si, f) in heap.sorted() {
+                selected[si].push((i, f));
+                if i == 0 {
+                    order.push(si);
                 }
             }
         }

@@ -192,8 +192,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, grid: &Grid) -> Result<Val,
             Ok(Val::Vector(absent(&present, absent_labels(arg(0)?))))
         }
         "histogram_quantile" => histogram_quantile(ev, &args, grid),
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction"
-        | "histogram_stddev" | "histogram_stdvar" => {
+        "histogram_fraction" => histogram_fraction(ev, &args, grid),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
             // Native histograms are not stored yet: float samples have no histogram to read.
             for a in &args {
                 ev.eval(a, grid)?;
@@ -390,19 +391,28 @@ fn date_part(name: &str) -> fn(f64) -> f64 {
     }
 }
 
-fn secs(v: f64) -> i64 {
-    v as i64
+/// The Unix seconds Go's `time.Unix(int64(v), 0)` stands for, as Prometheus
+/// (built for amd64) computes them: a NaN, infinite or out-of-range `v`
+/// converts to the minimum int64, and Go's calendar arithmetic, which works
+/// modulo 2^64 from an epoch before the minimum, wraps that to 2^63 seconds
+/// after 1970 (292277026596-12-04 15:30:08 UTC).
+fn secs(v: f64) -> i128 {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if v.is_nan() || v >= TWO_63 || v <= -TWO_63 {
+        return 1 << 63;
+    }
+    i128::from(v as i64)
 }
 
-fn days(v: f64) -> i64 {
+fn days(v: f64) -> i128 {
     secs(v).div_euclid(86_400)
 }
 
-fn is_leap(y: i64) -> bool {
+fn is_leap(y: i128) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
-fn month_days(y: i64, m: i64) -> i64 {
+fn month_days(y: i128, m: i128) -> i128 {
     match m {
         2 if is_leap(y) => 29,
         2 => 28,
@@ -412,7 +422,7 @@ fn month_days(y: i64, m: i64) -> i64 {
 }
 
 /// (year, month, day) of a Unix time, proleptic Gregorian (days-to-civil).
-fn civil(v: f64) -> (i64, i64, i64) {
+fn civil(v: f64) -> (i128, i128, i128) {
     let z = days(v) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -425,6 +435,14 @@ fn civil(v: f64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// What is computed from one step's classic buckets.
+enum ClassicHistogramFn {
+    /// `histogram_quantile(q, ...)`: q per step.
+    Quantile(Vec<f64>),
+    /// `histogram_fraction(lower, upper, ...)`: the bounds per step.
+    Fraction(Vec<f64>, Vec<f64>),
+}
+
 fn histogram_quantile(
     ev: &mut Evaluator<'_>,
     args: &[&Expr],
@@ -435,8 +453,40 @@ fn histogram_quantile(
     };
     let qs = ev.eval_scalar(qe, grid)?;
     let series = ev.eval_vector(ve, grid)?;
+    classic_histograms(ev, &series, grid, &ClassicHistogramFn::Quantile(qs))
+}
+
+/// `histogram_fraction` over classic buckets (`le` series), as Prometheus
+/// 3.5 computes it; native histograms are not stored yet.
+fn histogram_fraction(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    grid: &Grid,
+) -> Result<Val, QueryError> {
+    let (Some(le), Some(ue), Some(ve)) = (args.first(), args.get(1), args.get(2)) else {
+        return Err(QueryError::exec("histogram_fraction needs three arguments"));
+    };
+    let lowers = ev.eval_scalar(le, grid)?;
+    let uppers = ev.eval_scalar(ue, grid)?;
+    let series = ev.eval_vector(ve, grid)?;
+    classic_histograms(
+        ev,
+        &series,
+        grid,
+        &ClassicHistogramFn::Fraction(lowers, uppers),
+    )
+}
+
+/// Groups bucket series by their labels but `le` (warning about series
+/// without a valid `le`) and computes `f` per group and step; the output
+/// drops `le` and the name.
+fn classic_histograms(
+    ev: &mut Evaluator<'_>,
+    series: &[VSeries],
+    grid: &Grid,
+    f: &ClassicHistogramFn,
+) -> Result<Val, QueryError> {
     let n = grid.len();
-    // Group by all labels but `le`; the output drops `le` and the name.
     let mut index: HashMap<Vec<Label>, usize> = HashMap::new();
     // Per group: its labels and its members as (series index, upper bound).
     type Group = (Vec<Label>, Vec<(usize, f64)>);
@@ -472,7 +522,7 @@ fn histogram_quantile(
         let mut points = Vec::new();
         // Per step values of each member.
         let mut cursors = vec![0usize; members.len()];
-        for (i, &q) in qs.iter().enumerate().take(n) {
+        for i in 0..n {
             buckets.clear();
             for (mi, &(si, upper)) in members.iter().enumerate() {
                 let pts = &series[si].points;
@@ -488,20 +538,31 @@ fn histogram_quantile(
             if buckets.is_empty() {
                 continue;
             }
-            if (q.is_nan() || !(0.0..=1.0).contains(&q)) && !warned_q {
-                warned_q = true;
-                ev.warn(format!(
-                    "quantile value should be between 0 and 1, got {}",
-                    format_float(q)
-                ));
-            }
-            let (v, forced) = bucket_quantile(q, &mut buckets, &mut merged);
-            if forced {
-                ev.info(format!(
-                    "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{}\"",
-                    labels::get(key, METRIC_NAME)
-                ));
-            }
+            let v = match f {
+                ClassicHistogramFn::Quantile(qs) => {
+                    let q = qs.get(i).copied().unwrap_or(f64::NAN);
+                    if (q.is_nan() || !(0.0..=1.0).contains(&q)) && !warned_q {
+                        warned_q = true;
+                        ev.warn(format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            format_float(q)
+                        ));
+                    }
+                    let (v, forced) = bucket_quantile(q, &mut buckets, &mut merged);
+                    if forced {
+                        ev.info(format!(
+                            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{}\"",
+                            labels::get(key, METRIC_NAME)
+                        ));
+                    }
+                    v
+                }
+                ClassicHistogramFn::Fraction(lowers, uppers) => {
+                    let lower = lowers.get(i).copied().unwrap_or(f64::NAN);
+                    let upper = uppers.get(i).copied().unwrap_or(f64::NAN);
+                    bucket_fraction(lower, upper, &mut buckets, &mut merged)
+                }
+            };
             points.push((i, v));
         }
         let mut labels = key.clone();
@@ -509,6 +570,85 @@ fn histogram_quantile(
         out.push(VSeries { labels, points });
     }
     Ok(Val::Vector(merge_duplicates(out)?))
+}
+
+/// Sorts classic buckets `(upper bound, cumulative count)` by bound into
+/// `merged`, adding up the counts of equal bounds; false when the highest
+/// bound is not +Inf.
+fn sorted_buckets(buckets: &mut [(f64, f64)], merged: &mut Vec<(f64, f64)>) -> bool {
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return false;
+    }
+    merged.clear();
+    for &(upper, count) in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == upper => last.1 += count,
+            _ => merged.push((upper, count)),
+        }
+    }
+    true
+}
+
+/// The fraction of observations between `lower` and `upper` in classic
+/// buckets, interpolating linearly inside a bucket (Prometheus'
+/// `BucketFraction`): the lowest bucket starts at -Inf, so a bound inside
+/// it gives NaN, as in Prometheus 3.5. `merged` is scratch space.
+fn bucket_fraction(
+    lower: f64,
+    upper: f64,
+    buckets: &mut [(f64, f64)],
+    merged: &mut Vec<(f64, f64)>,
+) -> f64 {
+    if !sorted_buckets(buckets, merged) {
+        return f64::NAN;
+    }
+    let count = merged[merged.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let mut rank = 0.0;
+    let mut lower_rank: Option<f64> = None;
+    let mut upper_rank: Option<f64> = None;
+    for (i, &(bucket_upper, bucket_count)) in merged.iter().enumerate() {
+        let bucket_lower = match i {
+            0 => f64::NEG_INFINITY,
+            _ => merged[i - 1].0,
+        };
+        let interpolate = |v: f64| {
+            rank + (bucket_count - rank) * (v - bucket_lower) / (bucket_upper - bucket_lower)
+        };
+        // A bound at or below the bucket's start is reached with the
+        // buckets before; one inside the bucket is interpolated.
+        if lower_rank.is_none() && bucket_lower >= lower {
+            lower_rank = Some(rank);
+        }
+        if upper_rank.is_none() && bucket_lower >= upper {
+            upper_rank = Some(rank);
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        if lower_rank.is_none() && bucket_lower < lower && bucket_upper > lower {
+            lower_rank = Some(interpolate(lower));
+        }
+        if upper_rank.is_none() && bucket_lower < upper && bucket_upper > upper {
+            upper_rank = Some(interpolate(upper));
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        rank = bucket_count;
+    }
+    // Unset or above the count: the count (a NaN rank stays NaN).
+    let clamp = |r: Option<f64>| match r {
+        Some(r) if r.partial_cmp(&count) != Some(std::cmp::Ordering::Greater) => r,
+        _ => count,
+    };
+    (clamp(upper_rank) - clamp(lower_rank)) / count
 }
 
 fn parse_le(s: &str) -> Option<f64> {
@@ -553,17 +693,8 @@ pub(crate) fn bucket_quantile(
     if q > 1.0 {
         return (f64::INFINITY, false);
     }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+    if !sorted_buckets(buckets, merged) {
         return (f64::NAN, false);
-    }
-    // Coalesce equal bounds.
-    merged.clear();
-    for &(upper, count) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == upper => last.1 += count,
-            _ => merged.push((upper, count)),
-        }
     }
     let mut forced = false;
     let mut prev = merged[0].1;

@@ -310,9 +310,10 @@ async fn duplicate_range_results_are_refused_inside_aggregations() {
 }
 
 #[tokio::test]
-async fn small_and_large_k_select_the_same_series_in_the_same_order() {
+async fn topk_and_bottomk_keep_the_k_best_values_best_first() {
     let mut q = MemoryQueryable::new();
-    // Ties and a NaN, so the order among equal values matters.
+    // Ties and a NaN: which tied series are kept is Prometheus' heap order,
+    // but the values kept are always the k best, sorted best first.
     for (i, v) in [3.0, 1.0, 3.0, f64::NAN, 2.0, 3.0, 1.0, 5.0, 2.0]
         .iter()
         .enumerate()
@@ -328,15 +329,37 @@ async fn small_and_large_k_select_the_same_series_in_the_same_order() {
             other => panic!("{op}: {other:?}"),
         };
         assert_eq!(all.len(), 9);
+        let values = |v: &[crate::Sample]| v.iter().map(|s| s.v.to_bits()).collect::<Vec<_>>();
         for k in 1..=9 {
             let Ok(Value::Vector(some)) = instant(&q, &format!("{op}({k}, x)"), 0).await else {
                 panic!("{op}({k})");
             };
-            let labels =
-                |v: &[crate::Sample]| v.iter().map(|s| s.labels.clone()).collect::<Vec<_>>();
-            assert_eq!(labels(&some), labels(&all[..k]), "{op}({k})");
+            assert_eq!(values(&some), values(&all[..k]), "{op}({k})");
         }
     }
+}
+
+#[tokio::test]
+async fn tied_bottomk_keeps_the_series_prometheus_keeps() {
+    // Prometheus' k-heap: a and b fill it, c replaces the top (a), and the
+    // heap's fix moves b up; so b stays, not the first-seen a.
+    let mut q = MemoryQueryable::new();
+    for (name, v) in [("a", 1.0), ("b", 1.0), ("c", 0.0)] {
+        q.add(vec![label("__name__", "x"), label("s", name)], &[(0, v)]);
+    }
+    let Ok(Value::Vector(kept)) = instant(&q, "bottomk(2, x)", 0).await else {
+        panic!("bottomk");
+    };
+    let names: Vec<&str> = kept
+        .iter()
+        .map(|s| {
+            s.labels
+                .iter()
+                .find(|l| l.name == "s")
+                .map_or("", |l| l.value.as_str())
+        })
+        .collect();
+    assert_eq!(names, ["c", "b"]);
 }
 
 #[tokio::test]
