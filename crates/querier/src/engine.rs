@@ -272,9 +272,16 @@ impl Drop for CancelOnDrop {
 /// Parses a query, mapping the parser's errors to Prometheus' shape.
 pub(crate) fn parse(query: &str) -> Result<Box<Expr>, QueryError> {
     let rewritten = raw_strings_to_quoted(query);
-    let expr =
-        parser::parse(&rewritten).map_err(|e| positioned_parse_error(query, &e.to_string()))?;
-    check(&expr)?;
+    let expr = parser::parse(&rewritten).map_err(|e| {
+        crate::parse_error::diagnose(query).map_or_else(
+            || positioned_parse_error(query, &e.to_string()),
+            |message| QueryError::Parse { message },
+        )
+    })?;
+    check(&expr).map_err(|e| match crate::parse_error::diagnose(query) {
+        Some(message) => QueryError::Parse { message },
+        None => e,
+    })?;
     Ok(Box::new(expr))
 }
 
@@ -311,6 +318,10 @@ fn raw_strings_to_quoted(query: &str) -> std::borrow::Cow<'_, str> {
                         break;
                     }
                 }
+            }
+            '`' if !chars.as_str().contains('`') => {
+                // Unterminated: left for the parser to refuse.
+                out.push(c);
             }
             '`' => {
                 out.push('"');
@@ -410,9 +421,25 @@ fn check(expr: &Expr) -> Result<(), QueryError> {
         }
         Expr::Paren(p) => check(&p.expr),
         Expr::Subquery(s) => check(&s.expr),
+        Expr::VectorSelector(vs) => check_regexes(vs),
+        Expr::MatrixSelector(ms) => check_regexes(&ms.vs),
         Expr::Extension(_) => Err(QueryError::parse("unsupported expression")),
         _ => Ok(()),
     }
+}
+
+/// Refuses regexes Go does not compile though Rust does.
+fn check_regexes(vs: &promql_parser::parser::VectorSelector) -> Result<(), QueryError> {
+    for m in &vs.matchers.matchers {
+        if let promql_parser::label::MatchOp::Re(_) | promql_parser::label::MatchOp::NotRe(_) = m.op
+            && let Some(message) = crate::regex_compat::go_syntax_error(&m.value)
+        {
+            return Err(QueryError::parse(format!(
+                "error parsing regexp: {message}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Functions Prometheus 3.5 only offers behind `--enable-feature=promql-experimental-functions`.
@@ -547,7 +574,7 @@ mod parse_error_tests {
         let message = parse("ln(-1)").expect_err("scalar argument").to_string();
         assert_eq!(
             message,
-            "parse error: expected type instant vector in call to function \"ln\", got scalar"
+            "1:4: parse error: expected type instant vector in call to function \"ln\", got scalar"
         );
         assert!(parse("ln(-up)").is_ok());
         assert!(parse("clamp(up, -1, 1)").is_ok());

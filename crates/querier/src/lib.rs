@@ -23,6 +23,7 @@ mod engine;
 mod eval;
 mod functions;
 mod memory;
+mod parse_error;
 mod regex_compat;
 mod shard;
 mod value;

@@ -76,6 +76,68 @@ pub(crate) fn translate(pattern: &str) -> String {
     out
 }
 
+/// Go's error for a pattern Go refuses and Rust accepts: a repetition
+/// operator applied to a repetition (`a**`, `a+*`, `a{2}*`; a `?` right
+/// after a repetition only makes it lazy).
+pub(crate) fn go_syntax_error(pattern: &str) -> Option<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut in_class = false;
+    // Where the last repetition operator began, while it is the last thing
+    // seen; and whether it already took its lazy `?`.
+    let mut repetition: Option<usize> = None;
+    let mut lazy = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_class {
+            match c {
+                '\\' => i += 1,
+                ']' => in_class = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let op_len = match c {
+            '*' | '+' | '?' => 1,
+            '{' if is_repetition(&chars[i..]) => chars[i..].iter().position(|&c| c == '}')? + 1,
+            _ => 0,
+        };
+        if op_len == 0 {
+            repetition = None;
+            match c {
+                '\\' => i += 1,
+                '[' => {
+                    in_class = true;
+                    // A leading `]` (after an optional `^`) is a literal.
+                    if chars.get(i + 1) == Some(&'^') {
+                        i += 1;
+                    }
+                    if chars.get(i + 1) == Some(&']') {
+                        i += 1;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match repetition {
+            Some(_) if c == '?' && !lazy => lazy = true,
+            Some(start) => {
+                let text: String = chars[start..i + op_len].iter().collect();
+                return Some(format!("invalid nested repetition operator: `{text}`"));
+            }
+            None => {
+                repetition = Some(i);
+                lazy = false;
+            }
+        }
+        i += op_len;
+    }
+    None
+}
+
 /// Whether `s` (starting at `{`) is a repetition `{n}`, `{n,}` or `{n,m}`.
 fn is_repetition(s: &[char]) -> bool {
     let Some(close) = s.iter().position(|&c| c == '}') else {
@@ -115,6 +177,24 @@ mod tests {
         assert!(full("a{1,}").is_match("aaa"));
         assert!(full("a{1,2}b").is_match("aab"));
         assert!(full("{").is_match("{"));
+    }
+
+    #[test]
+    fn nested_repetitions_are_refused_as_go_refuses_them() {
+        use super::go_syntax_error;
+        for bad in ["a**", "a+*", "a{2}*", "a*?+", "(x)??*"] {
+            assert!(
+                go_syntax_error(bad).is_some_and(|e| e.starts_with("invalid nested repetition")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            go_syntax_error("a**").as_deref(),
+            Some("invalid nested repetition operator: `**`")
+        );
+        for fine in ["a*", "a*?", "(a*)*", "[*+]+", "a\\**", "a{b}*", "x?y*"] {
+            assert_eq!(go_syntax_error(fine), None, "{fine}");
+        }
     }
 
     #[test]

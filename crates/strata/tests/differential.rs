@@ -1206,3 +1206,70 @@ fn differential_promql_matches_prometheus() {
     drop(strata);
     drop(prometheus);
 }
+
+/// `<query>  # reason` lines of a test data file.
+fn reasons(name: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in testdata(name).lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (query, reason) = line
+            .rsplit_once("  # ")
+            .unwrap_or_else(|| panic!("{name}: expected `<query>  # reason`: {line}"));
+        out.insert(query.to_owned(), reason.to_owned());
+    }
+    out
+}
+
+/// The `line:column:` a parse error starts with (empty if none).
+fn error_position(message: &str) -> &str {
+    let text = message
+        .strip_prefix("invalid parameter \"query\": ")
+        .unwrap_or(message);
+    text.split_once(" parse error:")
+        .map_or("", |(position, _)| position)
+}
+
+#[test]
+fn parse_errors_match_prometheus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strata = Strata::start(&dir.path().join("strata"), &[]);
+    let prometheus = Prometheus::start(
+        &dir.path().join("prometheus"),
+        "global:\n  scrape_interval: 15s\n",
+        &[],
+    );
+    let agent = crate::support::agent();
+    let known = reasons("parse-errors-known.txt");
+    let queries: Vec<String> = testdata("parse-errors.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut mismatches = Vec::new();
+    for query in &queries {
+        let form = format!("query={}&time=100", encode(query));
+        let (p_status, p) = ask(&agent, &prometheus.url("/api/v1/query"), None, &form);
+        let (s_status, s) = ask(&agent, &strata.url("/api/v1/query"), Some(TENANT), &form);
+        let p_error = p["error"].as_str().unwrap_or("");
+        let s_error = s["error"].as_str().unwrap_or("");
+        let same = if known.contains_key(query) {
+            error_position(p_error) == error_position(s_error) && !p_error.is_empty()
+        } else {
+            p_error == s_error
+        };
+        if p_status == 0 || p_status != s_status || p["errorType"] != s["errorType"] || !same {
+            mismatches.push(format!(
+                "{query}\n    prometheus {p_status} {p_error}\n    strata     {s_status} {s_error}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} parse errors differ from Prometheus':\n{}",
+        mismatches.len(),
+        queries.len(),
+        mismatches.join("\n")
+    );
+}
