@@ -22,6 +22,8 @@
 //! alike, so any sequence of `i64` timestamps round-trips exactly, including
 //! deltas that overflow `i64`.
 
+use crate::bits::MsbReader;
+
 /// Samples per head chunk before a new one is cut (Prometheus uses 120).
 pub const SAMPLES_PER_CHUNK: usize = 120;
 
@@ -292,49 +294,6 @@ pub fn encode_all(samples: &[(i64, f64)]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Reads bits most significant first; `None` once the bits run out.
-#[derive(Debug, Clone)]
-struct BitReader<'a> {
-    data: &'a [u8],
-    /// Position in bits from the start of `data`.
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0 }
-    }
-
-    /// Reads `nbits` (at most 64) bits into the low bits of the result.
-    fn read_bits(&mut self, nbits: u32) -> Option<u64> {
-        let available = self.data.len() * 8 - self.pos;
-        if nbits as usize > available {
-            return None;
-        }
-        let mut out = 0u64;
-        let mut remaining = nbits;
-        while remaining > 0 {
-            let byte = *self.data.get(self.pos / 8)?;
-            let unread_in_byte = 8 - (self.pos % 8) as u32;
-            let take = remaining.min(unread_in_byte);
-            let mask = (1u64 << take) - 1;
-            let chunk = (u64::from(byte) >> (unread_in_byte - take)) & mask;
-            out = (out << take) | chunk;
-            self.pos += take as usize;
-            remaining -= take;
-        }
-        Some(out)
-    }
-
-    fn read_bit(&mut self) -> Option<bool> {
-        self.read_bits(1).map(|b| b == 1)
-    }
-
-    fn read_byte(&mut self) -> Option<u8> {
-        self.read_bits(8).map(|b| b as u8)
-    }
-}
-
 /// Why reading a varint failed.
 enum VarintError {
     Truncated,
@@ -344,7 +303,9 @@ enum VarintError {
 /// Lazily decodes the samples of one chunk.
 #[derive(Debug, Clone)]
 pub struct XorIter<'a> {
-    reader: BitReader<'a>,
+    /// Reads zero bits past the end; `body_bits` tells truncation apart.
+    reader: MsbReader<'a>,
+    body_bits: usize,
     total: usize,
     read: usize,
     t: i64,
@@ -368,7 +329,8 @@ impl<'a> XorIter<'a> {
             ),
         };
         XorIter {
-            reader: BitReader::new(body),
+            reader: MsbReader::new(body),
+            body_bits: body.len() * 8,
             total,
             read: 0,
             t: 0,
@@ -406,7 +368,10 @@ impl<'a> XorIter<'a> {
         let mut x = 0u64;
         let mut shift = 0u32;
         for i in 0..MAX_VARINT_LEN {
-            let byte = self.reader.read_byte().ok_or(VarintError::Truncated)?;
+            if self.reader.bit_pos() + 8 > self.body_bits {
+                return Err(VarintError::Truncated);
+            }
+            let byte = self.reader.read(8) as u8;
             if byte < 0x80 {
                 if i == MAX_VARINT_LEN - 1 && byte > 1 {
                     return Err(VarintError::Overflow);
@@ -426,7 +391,17 @@ impl<'a> XorIter<'a> {
         }
     }
 
+    /// The next sample; reading past the end of the body is truncation,
+    /// whatever the zero bits read there decoded to.
     fn next_sample(&mut self) -> Result<(i64, f64), ChunkError> {
+        let sample = self.decode_sample();
+        if self.reader.bit_pos() > self.body_bits {
+            return Err(self.truncated());
+        }
+        sample
+    }
+
+    fn decode_sample(&mut self) -> Result<(i64, f64), ChunkError> {
         match self.read {
             0 => {
                 let ux = self.read_uvarint().map_err(|e| self.varint_error(e))?;
@@ -436,7 +411,7 @@ impl<'a> XorIter<'a> {
                     t = !t;
                 }
                 self.t = t;
-                self.v_bits = self.reader.read_bits(64).ok_or_else(|| self.truncated())?;
+                self.v_bits = self.reader.read(64);
             }
             1 => {
                 self.t_delta = self.read_uvarint().map_err(|e| self.varint_error(e))?;
@@ -454,28 +429,17 @@ impl<'a> XorIter<'a> {
     }
 
     fn read_dod(&mut self) -> Result<i64, ChunkError> {
-        // Up to four prefix bits: count the ones before the first zero.
-        let mut ones = 0;
-        while ones < 4 {
-            if !self.reader.read_bit().ok_or_else(|| self.truncated())? {
-                break;
-            }
-            ones += 1;
-        }
+        // Up to four prefix bits: the ones before the first zero.
+        let ones = self.reader.peek().leading_ones().min(4);
+        self.reader.skip(if ones == 4 { 4 } else { ones + 1 });
         let size = match ones {
             0 => return Ok(0),
             1 => 14,
             2 => 17,
             3 => 20,
-            _ => {
-                let bits = self.reader.read_bits(64).ok_or_else(|| self.truncated())?;
-                return Ok(bits as i64);
-            }
+            _ => return Ok(self.reader.read(64) as i64),
         };
-        let mut bits = self
-            .reader
-            .read_bits(size)
-            .ok_or_else(|| self.truncated())?;
+        let mut bits = self.reader.read(size);
         // Sign-extend, with Prometheus' asymmetric range: exactly 2^(n-1)
         // stays positive (see `fits_bits`).
         if bits > 1 << (size - 1) {
@@ -485,14 +449,18 @@ impl<'a> XorIter<'a> {
     }
 
     fn read_value(&mut self) -> Result<(), ChunkError> {
-        if !self.reader.read_bit().ok_or_else(|| self.truncated())? {
+        let control = self.reader.peek() >> 62;
+        if control < 0b10 {
             // Same value as before.
+            self.reader.skip(1);
             return Ok(());
         }
-        let new_window = self.reader.read_bit().ok_or_else(|| self.truncated())?;
-        if new_window {
-            let leading = self.reader.read_bits(5).ok_or_else(|| self.truncated())? as u8;
-            let mut sig = self.reader.read_bits(6).ok_or_else(|| self.truncated())? as u8;
+        self.reader.skip(2);
+        if control == 0b11 {
+            // A new window: 5 bits of leading zeros, 6 of significant bits.
+            let header = self.reader.read(11);
+            let leading = (header >> 6) as u8;
+            let mut sig = (header & 0x3f) as u8;
             if sig == 0 {
                 sig = 64;
             }
@@ -503,7 +471,7 @@ impl<'a> XorIter<'a> {
             self.trailing = 64 - leading - sig;
         }
         let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-        let bits = self.reader.read_bits(sig).ok_or_else(|| self.truncated())?;
+        let bits = self.reader.read(sig);
         self.v_bits ^= bits << self.trailing;
         Ok(())
     }

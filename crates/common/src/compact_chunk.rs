@@ -56,14 +56,13 @@
 //! integer sequence. The decoder checks every length against the bytes it
 //! has, refuses trailing bytes, and never panics on damaged input.
 
-mod bits;
 mod decode;
 mod plan;
 #[cfg(test)]
 mod tests;
 
 use crate::chunk::{self, ChunkError};
-use bits::{Unpacker, VarintError, packed_len, put_uvarint, put_varint, uvarint_len, varint_len};
+use crate::bits::{self, Unpacker, VarintError, packed_len, put_uvarint, put_varint, uvarint_len, varint_len};
 use decode::decode_appending;
 use plan::{TimePlan, ValuePlan};
 

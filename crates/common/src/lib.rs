@@ -2,6 +2,7 @@
 //! matchers, the error classification, the store service trait and the
 //! Prometheus XOR chunk encoding (a wire format: remote read ships it).
 
+mod bits;
 pub mod chunk;
 pub mod compact_chunk;
 pub mod duration;

@@ -1,7 +1,7 @@
 //! Reading a compact chunk: the header, then each section in its layout,
 //! into preallocated slots. Every length is checked before it is trusted.
 
-use super::bits::{Cursor, MsbReader, Unpacker, packed_len, unzigzag};
+use crate::bits::{Cursor, MsbReader, Unpacker, packed_len, unzigzag};
 use super::{
     DecodeError, INV_POW10, IntSection, MAX_SAMPLES, MAX_SCALE, POW10, Scale, TIME_PACKED,
     TIME_PATCHED, VALUE_BITS, VALUE_CONST, VALUE_DIVIDE, VALUE_MULTIPLY, VALUE_XOR, corrupt,

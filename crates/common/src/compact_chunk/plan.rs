@@ -1,7 +1,7 @@
 //! The encoder's choices: for each section of a chunk, every layout worth
 //! trying is sized, and the smallest is written.
 
-use super::bits::{
+use crate::bits::{
     MsbWriter, bit_width, pack, packed_len, put_uvarint, put_varint, uvarint_len, zigzag,
 };
 use super::{IntSection, MAX_SCALE, Scale, TIME_PACKED, TIME_PATCHED, VALUE_CONST, VALUE_XOR};

@@ -1,7 +1,7 @@
-//! Byte and bit level helpers of the compact chunk layout: varints, a
+//! Byte and bit level helpers of the chunk encodings: varints, a
 //! bounds-checked cursor, fixed-width bit packing (least significant bit
-//! first, for integer sections) and an MSB-first bit stream (for the XOR
-//! value section).
+//! first, for integer sections) and an MSB-first bit stream (for XOR
+//! chunks and the compact chunk's XOR value section).
 //!
 //! Every reader here is total: reading past the end yields zero bits or a
 //! `None`, never a panic, and callers check lengths before trusting them.
@@ -10,17 +10,17 @@
 const MAX_VARINT_LEN: usize = 10;
 
 /// Zigzag: small magnitudes of either sign become small unsigned numbers.
-pub(super) fn zigzag(x: i64) -> u64 {
+pub(crate) fn zigzag(x: i64) -> u64 {
     ((x << 1) ^ (x >> 63)) as u64
 }
 
 /// Inverse of [`zigzag`].
-pub(super) fn unzigzag(u: u64) -> i64 {
+pub(crate) fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
 /// Appends `x` as a LEB128 uvarint.
-pub(super) fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
     while x >= 0x80 {
         out.push((x as u8) | 0x80);
         x >>= 7;
@@ -29,33 +29,33 @@ pub(super) fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
 }
 
 /// Appends `x` zigzagged as a uvarint.
-pub(super) fn put_varint(out: &mut Vec<u8>, x: i64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, x: i64) {
     put_uvarint(out, zigzag(x));
 }
 
 /// Bytes [`put_uvarint`] writes for `x`.
-pub(super) fn uvarint_len(x: u64) -> usize {
+pub(crate) fn uvarint_len(x: u64) -> usize {
     let bits = 64 - (x | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }
 
 /// Bytes [`put_varint`] writes for `x`.
-pub(super) fn varint_len(x: i64) -> usize {
+pub(crate) fn varint_len(x: i64) -> usize {
     uvarint_len(zigzag(x))
 }
 
 /// Bits needed to hold every value up to `max`.
-pub(super) fn bit_width(max: u64) -> u32 {
+pub(crate) fn bit_width(max: u64) -> u32 {
     64 - max.leading_zeros()
 }
 
 /// Bytes of `count` values packed at `width` bits.
-pub(super) fn packed_len(count: usize, width: u32) -> usize {
+pub(crate) fn packed_len(count: usize, width: u32) -> usize {
     (count * width as usize).div_ceil(8)
 }
 
 /// The low `width` bits set (`width` at most 64).
-pub(super) fn low_mask(width: u32) -> u64 {
+pub(crate) fn low_mask(width: u32) -> u64 {
     if width >= 64 {
         u64::MAX
     } else {
@@ -66,7 +66,7 @@ pub(super) fn low_mask(width: u32) -> u64 {
 /// Appends `values` packed at `width` bits each: value `i` occupies bits
 /// `i * width ..` of the little-endian bit string, least significant first.
 /// Exactly [`packed_len`] bytes are appended.
-pub(super) fn pack(out: &mut Vec<u8>, values: &[u64], width: u32) {
+pub(crate) fn pack(out: &mut Vec<u8>, values: &[u64], width: u32) {
     if width == 0 {
         return;
     }
@@ -108,7 +108,7 @@ fn load_be(data: &[u8], at: usize) -> u64 {
 /// unaligned 8-byte load (two for widths above 56), independent of the
 /// previous one; the section's last bytes are read from a zero-padded copy.
 #[derive(Debug, Clone)]
-pub(super) struct Unpacker<'a> {
+pub(crate) struct Unpacker<'a> {
     data: &'a [u8],
     /// The last (up to) 8 bytes of `data`, then zeros.
     tail: [u8; 16],
@@ -122,7 +122,7 @@ pub(super) struct Unpacker<'a> {
 
 impl<'a> Unpacker<'a> {
     /// `width` must be at most 64 (the caller validates it).
-    pub(super) fn new(data: &'a [u8], width: u32) -> Self {
+    pub(crate) fn new(data: &'a [u8], width: u32) -> Self {
         let tail_start = data.len().saturating_sub(8);
         let mut tail = [0u8; 16];
         let last = data.get(tail_start..).unwrap_or(&[]);
@@ -157,7 +157,7 @@ impl<'a> Unpacker<'a> {
 
     /// The next value; zero bits past the end of the section.
     #[inline]
-    pub(super) fn next_value(&mut self) -> u64 {
+    pub(crate) fn next_value(&mut self) -> u64 {
         // Constant deltas are common: no loads at all then.
         if self.width == 0 {
             return 0;
@@ -178,32 +178,32 @@ impl<'a> Unpacker<'a> {
 
 /// A bounds-checked reader of a byte slice.
 #[derive(Debug, Clone)]
-pub(super) struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         Cursor { data, pos: 0 }
     }
 
     /// Bytes not read yet.
-    pub(super) fn remaining(&self) -> &'a [u8] {
+    pub(crate) fn remaining(&self) -> &'a [u8] {
         self.data.get(self.pos..).unwrap_or(&[])
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pos >= self.data.len()
     }
 
-    pub(super) fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         let byte = *self.data.get(self.pos)?;
         self.pos += 1;
         Some(byte)
     }
 
-    pub(super) fn u64_le(&mut self) -> Option<u64> {
+    pub(crate) fn u64_le(&mut self) -> Option<u64> {
         let bytes = self.bytes(8)?;
         let mut word = [0u8; 8];
         word.copy_from_slice(bytes);
@@ -211,7 +211,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next `len` bytes, if there are that many.
-    pub(super) fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
+    pub(crate) fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(len)?;
         let bytes = self.data.get(self.pos..end)?;
         self.pos = end;
@@ -219,7 +219,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A LEB128 uvarint of at most 64 bits.
-    pub(super) fn uvarint(&mut self) -> Result<u64, VarintError> {
+    pub(crate) fn uvarint(&mut self) -> Result<u64, VarintError> {
         let mut x = 0u64;
         for i in 0..MAX_VARINT_LEN {
             let byte = self.u8().ok_or(VarintError::Truncated)?;
@@ -235,21 +235,21 @@ impl<'a> Cursor<'a> {
         Err(VarintError::Overflow)
     }
 
-    pub(super) fn varint(&mut self) -> Result<i64, VarintError> {
+    pub(crate) fn varint(&mut self) -> Result<i64, VarintError> {
         self.uvarint().map(unzigzag)
     }
 }
 
 /// Why a varint could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum VarintError {
+pub(crate) enum VarintError {
     Truncated,
     Overflow,
 }
 
 /// Writes bits most significant first.
 #[derive(Debug, Default)]
-pub(super) struct MsbWriter {
+pub(crate) struct MsbWriter {
     out: Vec<u8>,
     /// The low `pending` bits are not flushed yet.
     acc: u64,
@@ -258,7 +258,7 @@ pub(super) struct MsbWriter {
 
 impl MsbWriter {
     /// Writes the low `bits` (at most 64) bits of `value`.
-    pub(super) fn write(&mut self, value: u64, bits: u32) {
+    pub(crate) fn write(&mut self, value: u64, bits: u32) {
         if bits > 32 {
             self.write(value >> 32, bits - 32);
             self.write(value & 0xffff_ffff, 32);
@@ -276,7 +276,7 @@ impl MsbWriter {
     }
 
     /// The bytes, the last one padded with zero bits.
-    pub(super) fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         if self.pending > 0 {
             self.out.push((self.acc << (8 - self.pending)) as u8);
         }
@@ -287,31 +287,31 @@ impl MsbWriter {
 /// Reads bits most significant first; zero bits past the end (the caller
 /// compares [`MsbReader::bit_pos`] with the length when done).
 #[derive(Debug, Clone)]
-pub(super) struct MsbReader<'a> {
+pub(crate) struct MsbReader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> MsbReader<'a> {
-    pub(super) fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         MsbReader { data, pos: 0 }
     }
 
     /// The next 64 bits without consuming them; at least the top 57 are
     /// real stream bits (or zeros past the end).
     #[inline]
-    pub(super) fn peek(&self) -> u64 {
+    pub(crate) fn peek(&self) -> u64 {
         load_be(self.data, self.pos / 8) << (self.pos % 8)
     }
 
     #[inline]
-    pub(super) fn skip(&mut self, bits: u32) {
+    pub(crate) fn skip(&mut self, bits: u32) {
         self.pos += bits as usize;
     }
 
     /// Reads `bits` bits, 1 to 64.
     #[inline]
-    pub(super) fn read(&mut self, bits: u32) -> u64 {
+    pub(crate) fn read(&mut self, bits: u32) -> u64 {
         if bits <= 56 {
             let value = self.peek() >> (64 - bits);
             self.pos += bits as usize;
@@ -323,7 +323,7 @@ impl<'a> MsbReader<'a> {
     }
 
     /// Bits consumed so far.
-    pub(super) fn bit_pos(&self) -> usize {
+    pub(crate) fn bit_pos(&self) -> usize {
         self.pos
     }
 }
