@@ -248,28 +248,27 @@ impl TenantDb {
     fn write_cut_blocks(&self, before: i64) -> Result<Vec<Arc<Block>>, TenantDbError> {
         let data = self.head.read().data_before(before);
         let range = self.options.block_range_ms;
-        // Chunks never cross a range boundary: split series by range.
-        let mut by_range: BTreeMap<i64, Vec<BlockSeries>> = BTreeMap::new();
-        for series in data {
-            let mut parts: BTreeMap<i64, Vec<_>> = BTreeMap::new();
-            for chunk in series.chunks {
-                parts
-                    .entry(range_end(chunk.min_time, range))
-                    .or_default()
-                    .push(chunk);
-            }
-            for (end, chunks) in parts {
-                by_range
-                    .entry(end)
-                    .or_default()
-                    .push(block_series(series.labels.clone(), chunks));
-            }
-        }
+        // Chunks never cross a range boundary: one block per range. The
+        // blocks are written one after the other and each series is built
+        // (labels copied, chunks re-encoded) only as the writer takes it,
+        // so a flush covering many ranges holds no more than the head's
+        // copy plus one series at a time.
+        let ends: BTreeSet<i64> = data
+            .iter()
+            .flat_map(|s| s.chunks.iter().map(|c| range_end(c.min_time, range)))
+            .collect();
         let mut written = Vec::new();
-        for (_, series) in by_range {
-            if let Some(block) =
-                self.write_block(series.into_iter().map(Ok), 1, Vec::new(), Vec::new())?
-            {
+        for end in ends {
+            let series = data.iter().filter_map(|s| {
+                let chunks: Vec<_> = s
+                    .chunks
+                    .iter()
+                    .filter(|c| range_end(c.min_time, range) == end)
+                    .cloned()
+                    .collect();
+                (!chunks.is_empty()).then(|| Ok(block_series(s.labels.clone(), chunks)))
+            });
+            if let Some(block) = self.write_block(series, 1, Vec::new(), Vec::new())? {
                 written.push(block);
             }
         }
