@@ -487,12 +487,24 @@ impl Config {
         }
     }
 
+    /// The frontend's settings. The results cache's freshness window is
+    /// at least `blocks.out_of_order_window`: samples may still arrive
+    /// that far back, so nothing in it may be cached (a frontend learns the
+    /// stores' window from this same key, in its own configuration).
     pub fn frontend_config(&self) -> FrontendConfig {
+        let mut query_frontend = self.query_frontend.clone();
+        let out_of_order = parse_duration(&self.blocks.out_of_order_window).unwrap_or_default();
+        let freshness = parse_duration(&query_frontend.max_cache_freshness).unwrap_or_default();
+        if out_of_order > freshness {
+            query_frontend
+                .max_cache_freshness
+                .clone_from(&self.blocks.out_of_order_window);
+        }
         FrontendConfig {
             tenancy: self.tenancy.clone(),
             limits: self.limits.clone(),
             remote_read: self.remote_read.clone(),
-            query_frontend: self.query_frontend.clone(),
+            query_frontend,
         }
     }
 
@@ -595,6 +607,32 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_inside_the_out_of_order_window_is_cached() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "10m"
+        );
+        config.blocks.out_of_order_window = "2h".to_owned();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "2h"
+        );
+        // A longer freshness window of its own stays.
+        config.query_frontend.max_cache_freshness = "3h".to_owned();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "3h"
+        );
+        config.blocks.out_of_order_window = "5m".to_owned();
+        config.query_frontend.max_cache_freshness = "10m".to_owned();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "10m"
+        );
+    }
 
     #[test]
     fn the_example_config_parses_and_validates() {
