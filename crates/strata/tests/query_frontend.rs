@@ -527,10 +527,11 @@ fn late_samples_inside_the_out_of_order_window_are_never_hidden_by_the_cache() {
     );
     let now = now_ms() / MINUTE_MS * MINUTE_MS;
     let late = now - 35 * MINUTE_MS;
-    // Every minute of the last 3 hours but 10 minutes around `late`.
+    // Every minute of the last 3 hours but 7 around `late` (the sample 3
+    // minutes before it is what a query sees at `late`, 5m lookback).
     let times: Vec<i64> = (0..=180)
         .map(|i| now - 180 * MINUTE_MS + i * MINUTE_MS)
-        .filter(|&t| t <= now - 40 * MINUTE_MS || t >= now - 30 * MINUTE_MS)
+        .filter(|&t| t <= now - 38 * MINUTE_MS || t >= now - 30 * MINUTE_MS)
         .collect();
     let push = |request: &WriteRequest| {
         let (status, body) = remote_write(&strata.url("/api/v1/push"), Some(TENANT), request);
