@@ -115,10 +115,10 @@ impl Frontend {
         } else {
             querier.rendered_key(&request, now)
         };
-        if let Some(key) = &rendered_key {
-            if let Some(body) = querier.rendered(key, &request, now)? {
-                return Ok(json_response(body, "hit"));
-            }
+        if let Some(key) = &rendered_key
+            && let Some(body) = querier.rendered(key, &request, now)?
+        {
+            return Ok(json_response(body, "hit"));
         }
         let (response, outcome) = querier.query(request, now).await?;
         let stats = stats.then(|| QueryStats {
