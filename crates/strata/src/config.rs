@@ -703,6 +703,23 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_names_every_per_tenant_query_override() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let text = std::fs::read_to_string(&path).expect("read docs/configuration.md");
+        let section = text
+            .split("## Per-tenant overrides")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("a per-tenant overrides section");
+        for key in strata_frontend::TENANT_OVERRIDABLE_KEYS {
+            assert!(
+                section.contains(&format!("`{key}`")),
+                "the per-tenant overrides section lacks {key}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let error =
             serde_yaml::from_str::<Config>("limits:\n  max_series: 3\n").expect_err("unknown key");

@@ -250,3 +250,24 @@ fn kept_renderings_obey_the_limits_and_can_be_turned_off() {
     let (off, _) = super::frontend(&config);
     assert!(off.rendered_key(&request, NOW).is_none());
 }
+
+#[test]
+fn every_overridable_key_changes_the_tenants_settings() {
+    let config = config("24h");
+    let (frontend, _) = frontend(&config);
+    let defaults = frontend.settings_for("a");
+    for key in TENANT_OVERRIDABLE_KEYS {
+        // A value no default has: 7 (a count) or 7h (a duration).
+        let overrides = BTreeMap::from([((*key).to_owned(), "7".to_owned())]);
+        let mut changed = defaults.with_overrides(&overrides);
+        if format!("{changed:?}") == format!("{defaults:?}") {
+            let overrides = BTreeMap::from([((*key).to_owned(), "7h".to_owned())]);
+            changed = defaults.with_overrides(&overrides);
+        }
+        assert_ne!(
+            format!("{changed:?}"),
+            format!("{defaults:?}"),
+            "override of {key} ignored"
+        );
+    }
+}
