@@ -7,10 +7,17 @@
 //! An address whose host name resolves to several IPs (a Kubernetes
 //! headless Service) stands for every one of them, resolved again by
 //! [`QuerierPool::run`], so new querier pods are used without a restart.
+//!
+//! Shuffle sharding ([`QuerierPool::set_queriers_per_tenant`]): a tenant
+//! limited to `n` queriers sends its queries only to the `n` that rank
+//! highest by a hash of (tenant, querier endpoint) — rendezvous hashing, so
+//! the subset is the same on every frontend and changes only where a
+//! querier of it comes or goes. A tenant whose queries crash or overload
+//! queriers then hurts only the tenants sharing its subset.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,13 +35,30 @@ struct Querier {
 }
 
 /// Several queriers as one [`QueryApi`].
-#[derive(Debug)]
 pub struct QuerierPool {
     /// The configured addresses (URLs, possibly naming several hosts each).
     addresses: Vec<String>,
     max_concurrent_per_querier: usize,
     queriers: RwLock<Vec<Querier>>,
     next: AtomicUsize,
+    /// How many queriers a tenant may use (0 = all), once set.
+    queriers_per_tenant: OnceLock<QueriersPerTenant>,
+}
+
+/// A tenant's querier subset size (0 = all queriers).
+pub type QueriersPerTenant = Arc<dyn Fn(&str) -> usize + Send + Sync>;
+
+impl std::fmt::Debug for QuerierPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuerierPool")
+            .field("addresses", &self.addresses)
+            .field(
+                "max_concurrent_per_querier",
+                &self.max_concurrent_per_querier,
+            )
+            .field("queriers", &self.queriers.read().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl QuerierPool {
@@ -52,6 +76,7 @@ impl QuerierPool {
             max_concurrent_per_querier: max_concurrent_per_querier.max(1),
             queriers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
+            queriers_per_tenant: OnceLock::new(),
         };
         let endpoints: Vec<String> = addresses.to_vec();
         pool.set_endpoints(&endpoints)?;
@@ -109,10 +134,23 @@ impl QuerierPool {
         }
     }
 
-    /// The queriers in the order to try them: most free slots first,
+    /// Limits each tenant to the queriers of its shuffle shard from now on:
+    /// `per_tenant(tenant)` of them (0 = all). Only the first call counts.
+    pub fn set_queriers_per_tenant(&self, per_tenant: QueriersPerTenant) {
+        let _ = self.queriers_per_tenant.set(per_tenant);
+    }
+
+    /// `tenant`'s queriers in the order to try them: most free slots first,
     /// rotating among equals.
-    fn ranked(&self) -> Vec<Querier> {
+    fn ranked(&self, tenant: &str) -> Vec<Querier> {
         let mut queriers = self.queriers.read().clone();
+        let allowed = self
+            .queriers_per_tenant
+            .get()
+            .map_or(0, |per_tenant| per_tenant(tenant));
+        if allowed > 0 && allowed < queriers.len() {
+            queriers = tenant_shard(queriers, tenant, allowed);
+        }
         if queriers.is_empty() {
             return queriers;
         }
@@ -122,6 +160,38 @@ impl QuerierPool {
         queriers.sort_by_key(|q| std::cmp::Reverse(q.slots.available_permits()));
         queriers
     }
+}
+
+/// The `size` queriers ranking highest for `tenant` (rendezvous hashing
+/// of tenant and endpoint), in endpoint order.
+fn tenant_shard(mut queriers: Vec<Querier>, tenant: &str, size: usize) -> Vec<Querier> {
+    let tenant_hash = fnv1a(FNV_OFFSET, tenant.as_bytes());
+    queriers.sort_by_cached_key(|q| {
+        let score = mix(fnv1a(fnv1a(tenant_hash, &[0xff]), q.endpoint.as_bytes()));
+        (std::cmp::Reverse(score), q.endpoint.clone())
+    });
+    queriers.truncate(size);
+    queriers.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+    queriers
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Spreads FNV's low-entropy high bits (a 64-bit finalizer).
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 /// `http://host:port` as one URL per IP `host` resolves to.
@@ -164,7 +234,7 @@ fn querier_unreachable(status: &tonic::Status) -> bool {
 impl QueryApi for QuerierPool {
     async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ServiceError> {
         let mut last_error = None;
-        for querier in self.ranked() {
+        for querier in self.ranked(&request.tenant) {
             // Waits when even the least busy querier is full.
             let _slot = querier
                 .slots
@@ -229,12 +299,92 @@ mod tests {
         let busy = pool.queriers.read()[0].clone();
         let _held = busy.slots.clone().acquire_owned().await.expect("slot");
         for _ in 0..4 {
-            assert_eq!(pool.ranked()[0].endpoint, "http://10.0.0.2:1");
+            assert_eq!(pool.ranked("t")[0].endpoint, "http://10.0.0.2:1");
         }
         drop(_held);
         // Equals rotate.
-        let firsts: std::collections::BTreeSet<String> =
-            (0..4).map(|_| pool.ranked()[0].endpoint.clone()).collect();
+        let firsts: std::collections::BTreeSet<String> = (0..4)
+            .map(|_| pool.ranked("t")[0].endpoint.clone())
+            .collect();
         assert_eq!(firsts.len(), 2);
+    }
+
+    fn pool_of(count: usize) -> QuerierPool {
+        let addresses: Vec<String> = (1..=count)
+            .map(|i| format!("http://10.0.0.{i}:1"))
+            .collect();
+        QuerierPool::new(&addresses, 1).expect("pool")
+    }
+
+    fn endpoints(queriers: &[Querier]) -> std::collections::BTreeSet<String> {
+        queriers.iter().map(|q| q.endpoint.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_tenant_is_sent_only_to_its_stable_subset_of_queriers() {
+        let pool = pool_of(10);
+        pool.set_queriers_per_tenant(Arc::new(|tenant: &str| match tenant {
+            "all" => 0,
+            "many" => 12,
+            _ => 3,
+        }));
+        let mut subsets = std::collections::BTreeSet::new();
+        for t in 0..40 {
+            let tenant = format!("tenant-{t}");
+            let subset = endpoints(&pool.ranked(&tenant));
+            assert_eq!(subset.len(), 3, "{tenant}: {subset:?}");
+            // Whatever is busy, the tenant's calls stay inside its subset.
+            let mut held = Vec::new();
+            for round in 0..6 {
+                let ranked = pool.ranked(&tenant);
+                assert_eq!(endpoints(&ranked), subset, "{tenant}, round {round}");
+                held.push(ranked[0].slots.clone().try_acquire_owned().ok());
+            }
+            drop(held);
+            // The same subset from another pool (another frontend) and
+            // with the queriers listed in another order.
+            let other = pool_of(10);
+            let mut reversed = other.queriers.read().clone();
+            reversed.reverse();
+            *other.queriers.write() = reversed;
+            assert_eq!(
+                endpoints(&tenant_shard(other.queriers.read().clone(), &tenant, 3)),
+                subset
+            );
+            subsets.insert(subset.into_iter().collect::<Vec<_>>());
+        }
+        // Tenants spread over different subsets.
+        assert!(
+            subsets.len() >= 20,
+            "only {} distinct subsets",
+            subsets.len()
+        );
+        assert_eq!(pool.ranked("all").len(), 10);
+        assert_eq!(pool.ranked("many").len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_querier_leaving_moves_only_the_tenants_it_served() {
+        let before = pool_of(10);
+        let after = pool_of(10);
+        let gone = "http://10.0.0.4:1";
+        let kept: Vec<String> = (1..=10)
+            .map(|i| format!("http://10.0.0.{i}:1"))
+            .filter(|e| e != gone)
+            .collect();
+        after.set_endpoints(&kept).expect("endpoints");
+        for pool in [&before, &after] {
+            pool.set_queriers_per_tenant(Arc::new(|_: &str| 3));
+        }
+        for t in 0..40 {
+            let tenant = format!("tenant-{t}");
+            let old = endpoints(&before.ranked(&tenant));
+            let new = endpoints(&after.ranked(&tenant));
+            if old.contains(gone) {
+                assert_eq!(old.intersection(&new).count(), 2, "{tenant}");
+            } else {
+                assert_eq!(old, new, "{tenant}");
+            }
+        }
     }
 }

@@ -35,7 +35,7 @@ use strata_common::{QueryApi, StoreApi, TenantId};
 pub use api_error::ApiError;
 pub use metrics::FrontendMetrics;
 pub use params::parse_time;
-pub use query_frontend::{CACHE_HEADER, QueryFrontendConfig};
+pub use query_frontend::{CACHE_HEADER, QueryFrontendConfig, TENANT_OVERRIDABLE_KEYS};
 pub use tenant::{ORG_ID_HEADER, TenancyConfig};
 pub use validation::LimitsConfig;
 
@@ -97,8 +97,9 @@ struct Inner {
     inflight_write_bytes: Arc<std::sync::atomic::AtomicUsize>,
     /// Series and label answers of ranges older than the freshness window.
     read_cache: read_cache::ReadCache,
-    /// A tenant's limit overrides (from meta in a cluster), set once.
-    limit_overrides: std::sync::OnceLock<LimitOverrides>,
+    /// A tenant's limit overrides (from meta in a cluster), set once;
+    /// shared with the query frontend.
+    limit_overrides: Arc<std::sync::OnceLock<LimitOverrides>>,
 }
 
 /// Looks up a tenant's limit overrides: configuration key → value.
@@ -123,8 +124,14 @@ impl Frontend {
         ready: Arc<dyn Fn() -> bool + Send + Sync>,
         registry: &mut Registry,
     ) -> Self {
+        let limit_overrides: Arc<std::sync::OnceLock<LimitOverrides>> = Arc::default();
         let querier = querier.map(|querier| {
-            query_frontend::QueryFrontend::new(&config.query_frontend, querier, registry)
+            query_frontend::QueryFrontend::with_overrides(
+                &config.query_frontend,
+                querier,
+                registry,
+                Arc::clone(&limit_overrides),
+            )
         });
         let read_cache = read_cache::ReadCache::new(&config.query_frontend, registry);
         Frontend {
@@ -136,7 +143,7 @@ impl Frontend {
                 metrics: FrontendMetrics::new(registry),
                 inflight_write_bytes: Arc::default(),
                 read_cache,
-                limit_overrides: std::sync::OnceLock::new(),
+                limit_overrides,
             }),
         }
     }
@@ -159,6 +166,19 @@ impl Frontend {
     /// call has an effect.
     pub fn set_limit_overrides(&self, overrides: LimitOverrides) {
         let _ = self.inner.limit_overrides.set(overrides);
+    }
+
+    /// How many queriers `tenant`'s queries may go to
+    /// (`query_frontend.max_queriers_per_tenant` or the tenant's override;
+    /// 0 = all), for the querier pool's shuffle sharding. Overrides set
+    /// later with [`Frontend::set_limit_overrides`] apply too.
+    pub fn queriers_per_tenant(&self) -> Arc<dyn Fn(&str) -> usize + Send + Sync> {
+        let config = self.inner.config.query_frontend.clone();
+        let overrides = Arc::clone(&self.inner.limit_overrides);
+        Arc::new(move |tenant| {
+            let found = overrides.get().and_then(|lookup| lookup(tenant));
+            query_frontend::max_queriers_for(&config, found.as_ref())
+        })
     }
 
     /// The limits of `tenant`: the configured ones with its overrides.

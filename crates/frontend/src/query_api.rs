@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use strata_proto::prometheus::Label;
 use strata_proto::query::{QueryRequest, QueryResponse, query_response};
 
@@ -107,19 +108,30 @@ impl Frontend {
             ));
         };
         let started = std::time::Instant::now();
-        let (response, outcome) = querier.query(request, now_ms()).await?;
+        let now = now_ms();
+        // Answers with `stats` carry their own timings: never kept whole.
+        let rendered_key = if stats {
+            None
+        } else {
+            querier.rendered_key(&request, now)
+        };
+        if let Some(key) = &rendered_key
+            && let Some(body) = querier.rendered(key, &request, now)?
+        {
+            return Ok(json_response(body, "hit"));
+        }
+        let (response, outcome) = querier.query(request, now).await?;
         let stats = stats.then(|| QueryStats {
             seconds: started.elapsed().as_secs_f64(),
             total_queryable_samples: response.total_queryable_samples,
             peak_samples: response.peak_samples,
             frontend: Some(outcome.clone()),
         });
-        let mut http = json_response(render_success(&response, stats.as_ref()));
-        http.headers_mut().insert(
-            crate::CACHE_HEADER,
-            HeaderValue::from_static(outcome.cache_status()),
-        );
-        Ok(http)
+        let body = Bytes::from(render_success(&response, stats.as_ref()));
+        if let Some(key) = rendered_key.filter(|_| outcome.whole_cached) {
+            querier.keep_rendered(key, body.clone());
+        }
+        Ok(json_response(body, outcome.cache_status()))
     }
 }
 
@@ -200,12 +212,15 @@ fn optional_duration(params: &Params, name: &str) -> Result<i64, ApiError> {
     }
 }
 
-fn json_response(body: String) -> Response {
+/// A 200 JSON answer whose `X-Strata-Cache` header says `cache`.
+fn json_response(body: Bytes, cache: &'static str) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    headers.insert(crate::CACHE_HEADER, HeaderValue::from_static(cache));
     response
 }
 

@@ -14,14 +14,15 @@ mod cache;
 mod config;
 mod metrics;
 mod queue;
+mod rendered;
 mod shard;
 mod split;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
@@ -30,12 +31,17 @@ use prometheus_client::registry::Registry;
 use strata_common::{ErrorClass, QueryApi, ServiceError};
 use strata_proto::query::{QueryRequest, QueryResponse, query_response};
 
+use bytes::Bytes;
 use cache::{CacheKey, Extent, ResultsCache, Segment};
-pub use config::QueryFrontendConfig;
+pub use config::{QueryFrontendConfig, TENANT_OVERRIDABLE_KEYS, max_queriers_for};
 use config::{Settings, config_duration};
 use metrics::Metrics;
 use queue::FairQueue;
+use rendered::RenderedCache;
+pub(crate) use rendered::RenderedKey;
 use split::Piece;
+
+use crate::LimitOverrides;
 
 /// What answering one query took: for the response header, `stats` and the log.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,6 +56,9 @@ pub(crate) struct QueryOutcome {
     pub shards: usize,
     /// Time spent waiting in the fair queue, summed over calls.
     pub queue_seconds: f64,
+    /// Every point of the answer is in the results cache (answered from it
+    /// or stored in it), so its rendering may be kept for the same request.
+    pub whole_cached: bool,
 }
 
 impl QueryOutcome {
@@ -64,13 +73,28 @@ impl QueryOutcome {
     }
 }
 
-/// Tallies of one query, shared by its parallel pieces.
-#[derive(Debug, Default)]
+/// One query's settings (the tenant's) and tallies, shared by its parallel pieces.
+#[derive(Debug)]
 struct Tally {
+    settings: Settings,
     cached: AtomicUsize,
     fetched: AtomicUsize,
     shards: AtomicUsize,
     queue_micros: AtomicU64,
+    whole_cached: AtomicBool,
+}
+
+impl Tally {
+    fn new(settings: Settings) -> Self {
+        Tally {
+            settings,
+            cached: AtomicUsize::new(0),
+            fetched: AtomicUsize::new(0),
+            shards: AtomicUsize::new(0),
+            queue_micros: AtomicU64::new(0),
+            whole_cached: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The name of the response header telling what came from the results cache.
@@ -80,7 +104,10 @@ pub const CACHE_HEADER: &str = "x-strata-cache";
 pub(crate) struct QueryFrontend {
     inner: Arc<dyn QueryApi>,
     settings: Settings,
+    /// Tenants' overrides of the settings (from meta in a cluster).
+    overrides: Arc<OnceLock<LimitOverrides>>,
     cache: Option<ResultsCache>,
+    rendered: Option<RenderedCache>,
     queue: Arc<FairQueue>,
     running: Mutex<HashMap<String, usize>>,
     metrics: Metrics,
@@ -97,34 +124,110 @@ impl std::fmt::Debug for QueryFrontend {
 
 impl QueryFrontend {
     /// A frontend over `inner`, configured by a validated `config`.
+    #[cfg(test)]
     pub(crate) fn new(
         config: &QueryFrontendConfig,
         inner: Arc<dyn QueryApi>,
         registry: &mut Registry,
     ) -> Self {
+        Self::with_overrides(config, inner, registry, Arc::default())
+    }
+
+    /// A frontend over `inner`, configured by a validated `config`, each
+    /// tenant's settings overridden by what `overrides` (once set) says.
+    pub(crate) fn with_overrides(
+        config: &QueryFrontendConfig,
+        inner: Arc<dyn QueryApi>,
+        registry: &mut Registry,
+        overrides: Arc<OnceLock<LimitOverrides>>,
+    ) -> Self {
         let settings = Settings::new(config);
         let metrics = Metrics::new(registry);
+        let ttl = Duration::from_millis(
+            config_duration(&config.results_cache_ttl)
+                .unwrap_or(86_400_000)
+                .max(1)
+                .unsigned_abs(),
+        );
         let cache = (config.cache_results
             && settings.split_interval_ms > 0
             && config.results_cache_max_bytes > 0)
-            .then(|| {
-                let ttl = config_duration(&config.results_cache_ttl).unwrap_or(86_400_000);
-                ResultsCache::new(
-                    config.results_cache_max_bytes,
-                    Duration::from_millis(ttl.max(1).unsigned_abs()),
-                )
-            });
+            .then(|| ResultsCache::new(config.results_cache_max_bytes, ttl));
+        let rendered = (cache.is_some() && config.rendered_cache_max_bytes > 0)
+            .then(|| RenderedCache::new(config.rendered_cache_max_bytes, ttl));
         QueryFrontend {
             inner,
-            queue: FairQueue::new(
-                config.max_concurrent,
-                config.max_outstanding_per_tenant,
-                metrics.queued.clone(),
-            ),
+            queue: FairQueue::new(config.max_concurrent, metrics.queued.clone()),
             settings,
+            overrides,
             cache,
+            rendered,
             running: Mutex::new(HashMap::new()),
             metrics,
+        }
+    }
+
+    /// `tenant`'s settings: the configured ones with its overrides.
+    fn settings_for(&self, tenant: &str) -> Settings {
+        match self.overrides.get().and_then(|lookup| lookup(tenant)) {
+            Some(overrides) if !overrides.is_empty() => self.settings.with_overrides(&overrides),
+            _ => self.settings.clone(),
+        }
+    }
+
+    /// The key under which `request`'s rendered answer may be kept: when
+    /// the rendered cache is on and the whole range is older than the
+    /// tenant's freshness window (so nothing in it is ever recomputed).
+    pub(crate) fn rendered_key(&self, request: &QueryRequest, now_ms: i64) -> Option<RenderedKey> {
+        self.rendered.as_ref()?;
+        let settings = self.settings_for(&request.tenant);
+        let cutoff = now_ms.saturating_sub(settings.max_cache_freshness_ms);
+        (request.end_ms <= cutoff).then(|| RenderedKey {
+            tenant: request.tenant.clone(),
+            query: request.query.clone(),
+            start_ms: request.start_ms,
+            end_ms: request.end_ms,
+            step_ms: request.step_ms.max(0),
+            lookback_delta_ms: request.lookback_delta_ms,
+        })
+    }
+
+    /// The rendered answer kept for `key` (of `request`), after the same
+    /// limits as any query; `None` when there is none.
+    pub(crate) fn rendered(
+        &self,
+        key: &RenderedKey,
+        request: &QueryRequest,
+        now_ms: i64,
+    ) -> Result<Option<Bytes>, ServiceError> {
+        let Some(body) = self.rendered.as_ref().and_then(|cache| cache.get(key)) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        self.metrics.queries.inc();
+        self.check_limits(&self.settings_for(&request.tenant), request, now_ms)?;
+        self.metrics.rendered_hits.inc();
+        let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        tracing::info!(
+            tenant = %request.tenant,
+            query = %request.query,
+            start_ms = request.start_ms,
+            end_ms = request.end_ms,
+            step_ms = request.step_ms,
+            cache = "hit",
+            rendered = true,
+            bytes = body.len(),
+            duration_ms,
+            "query"
+        );
+        Ok(Some(body))
+    }
+
+    /// Keeps `body`, the rendered answer of the request `key` names.
+    pub(crate) fn keep_rendered(&self, key: RenderedKey, body: Bytes) {
+        if let Some(cache) = &self.rendered {
+            cache.insert(key, body);
         }
     }
 
@@ -136,14 +239,16 @@ impl QueryFrontend {
     ) -> Result<(QueryResponse, QueryOutcome), ServiceError> {
         let started = Instant::now();
         self.metrics.queries.inc();
-        self.check_limits(&request, now_ms)?;
-        let _running = self.start_running(&request.tenant)?;
-        let tally = Tally::default();
+        let settings = self.settings_for(&request.tenant);
+        self.check_limits(&settings, &request, now_ms)?;
+        let _running =
+            self.start_running(&request.tenant, settings.max_concurrent_queries_per_tenant)?;
         // The request's own `timeout` can only shorten the frontend's.
         let timeout = match u64::try_from(request.timeout_ms) {
-            Ok(ms) if ms > 0 => self.settings.timeout.min(Duration::from_millis(ms)),
-            _ => self.settings.timeout,
+            Ok(ms) if ms > 0 => settings.timeout.min(Duration::from_millis(ms)),
+            _ => settings.timeout,
         };
+        let tally = Tally::new(settings);
         let result =
             match tokio::time::timeout(timeout, self.execute(&request, now_ms, &tally)).await {
                 Ok(result) => result,
@@ -168,15 +273,21 @@ impl QueryFrontend {
             fetched: tally.fetched.load(Ordering::Relaxed),
             shards: tally.shards.load(Ordering::Relaxed),
             queue_seconds: tally.queue_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            whole_cached: tally.whole_cached.load(Ordering::Relaxed),
         };
         self.log(&request, started, Some((&outcome, &response)), "");
         Ok((response, outcome))
     }
 
     /// Limits on the request itself, checked before any work.
-    fn check_limits(&self, request: &QueryRequest, now_ms: i64) -> Result<(), ServiceError> {
+    fn check_limits(
+        &self,
+        settings: &Settings,
+        request: &QueryRequest,
+        now_ms: i64,
+    ) -> Result<(), ServiceError> {
         let length = request.end_ms.saturating_sub(request.start_ms);
-        let max_length = self.settings.max_query_length_ms;
+        let max_length = settings.max_query_length_ms;
         if max_length > 0 && length > max_length {
             self.metrics.reject("max_query_length");
             return Err(ServiceError::bad_data(format!(
@@ -186,7 +297,7 @@ impl QueryFrontend {
             )));
         }
         let lookback = now_ms.saturating_sub(request.start_ms);
-        let max_lookback = self.settings.max_query_lookback_ms;
+        let max_lookback = settings.max_query_lookback_ms;
         if max_lookback > 0 && lookback > max_lookback {
             self.metrics.reject("max_query_lookback");
             return Err(ServiceError::bad_data(format!(
@@ -198,9 +309,8 @@ impl QueryFrontend {
         Ok(())
     }
 
-    /// Counts a running query of `tenant`, refusing it beyond the tenant's limit.
-    fn start_running(&self, tenant: &str) -> Result<RunningQuery<'_>, ServiceError> {
-        let limit = self.settings.max_concurrent_queries_per_tenant;
+    /// Counts a running query of `tenant`, refusing it beyond the tenant's `limit` (0 = none).
+    fn start_running(&self, tenant: &str, limit: usize) -> Result<RunningQuery<'_>, ServiceError> {
         let mut running = self
             .running
             .lock()
@@ -247,25 +357,44 @@ impl QueryFrontend {
             return Ok((self.fetch(request.clone(), tally).await?, 1));
         };
         let cacheable = !analysis.reads_ahead;
+        let cutoff = now_ms.saturating_sub(tally.settings.max_cache_freshness_ms);
+        let whole_cached = cacheable && self.cache.is_some() && request.end_ms <= cutoff;
         let query: Arc<str> = Arc::from(analysis.normalized);
-        // At most `max_query_parallelism` intervals of one query in flight.
+        // At most `max_query_parallelism` intervals of one query in flight,
+        // taken as they finish so that a refused one (a full queue) fails
+        // the query at once instead of after the intervals before it.
         // (Boxed: a stream over borrowing futures is otherwise not provably `Send`.)
-        let work: Vec<futures::future::BoxFuture<'_, Result<QueryResponse, ServiceError>>> = pieces
+        type Answer<'a> =
+            futures::future::BoxFuture<'a, Result<(usize, QueryResponse), ServiceError>>;
+        let query = &query;
+        let work: Vec<Answer<'_>> = pieces
             .iter()
-            .map(|piece| {
-                Box::pin(self.answer_piece(request, piece, &query, cacheable, now_ms, tally))
-                    as futures::future::BoxFuture<'_, _>
+            .enumerate()
+            .map(|(i, piece)| {
+                Box::pin(async move {
+                    let answer = self
+                        .answer_piece(request, piece, query, cacheable, now_ms, tally)
+                        .await?;
+                    Ok((i, answer))
+                }) as Answer<'_>
             })
             .collect();
-        let mut answers: Vec<QueryResponse> = futures::stream::iter(work)
-            .buffered(self.settings.max_query_parallelism)
+        let mut numbered: Vec<(usize, QueryResponse)> = futures::stream::iter(work)
+            .buffer_unordered(tally.settings.max_query_parallelism)
             .try_collect()
             .await?;
+        numbered.sort_unstable_by_key(|(i, _)| *i);
+        let mut answers: Vec<QueryResponse> =
+            numbered.into_iter().map(|(_, answer)| answer).collect();
         if answers.len() == 1 {
+            tally.whole_cached.store(whole_cached, Ordering::Relaxed);
             return Ok((answers.pop().unwrap_or_default(), 1));
         }
         match split::merge(answers) {
-            Some(merged) => Ok((merged, pieces.len())),
+            Some(merged) => {
+                tally.whole_cached.store(whole_cached, Ordering::Relaxed);
+                Ok((merged, pieces.len()))
+            }
             None => Ok((self.fetch(request.clone(), tally).await?, 1)),
         }
     }
@@ -277,7 +406,7 @@ impl QueryFrontend {
         now_ms: i64,
         tally: &Tally,
     ) -> Result<QueryResponse, ServiceError> {
-        let cutoff = now_ms.saturating_sub(self.settings.max_cache_freshness_ms);
+        let cutoff = now_ms.saturating_sub(tally.settings.max_cache_freshness_ms);
         let analysis = split::analyze(&request.query).filter(|a| !a.reads_ahead);
         let (Some(cache), Some(analysis)) = (&self.cache, analysis) else {
             return self.fetch(request.clone(), tally).await;
@@ -296,12 +425,14 @@ impl QueryFrontend {
         };
         if let Some(cached) = cache.get_instant(&key) {
             tally.cached.fetch_add(1, Ordering::Relaxed);
+            tally.whole_cached.store(true, Ordering::Relaxed);
             self.metrics.cache_hits.inc();
             return Ok(QueryResponse::clone(&cached));
         }
         self.metrics.cache_misses.inc();
         let response = self.fetch(request.clone(), tally).await?;
         cache.put_instant(key, request.start_ms, response.clone());
+        tally.whole_cached.store(true, Ordering::Relaxed);
         Ok(response)
     }
 
@@ -325,7 +456,7 @@ impl QueryFrontend {
             return self.fetch(ranged(piece.start, piece.end), tally).await;
         };
         // The last grid point old enough to cache.
-        let cutoff = now_ms.saturating_sub(self.settings.max_cache_freshness_ms);
+        let cutoff = now_ms.saturating_sub(tally.settings.max_cache_freshness_ms);
         if piece.start > cutoff {
             return self.fetch(ranged(piece.start, piece.end), tally).await;
         }
@@ -466,10 +597,14 @@ impl QueryFrontend {
         let mut attempt = 0;
         loop {
             let waiting = Instant::now();
-            let slot = self.queue.acquire(&request.tenant).await.map_err(|full| {
-                self.metrics.reject("max_outstanding_per_tenant");
-                ServiceError::new(ErrorClass::RateLimited, full.to_string())
-            })?;
+            let slot = self
+                .queue
+                .acquire(&request.tenant, tally.settings.max_outstanding_per_tenant)
+                .await
+                .map_err(|full| {
+                    self.metrics.reject("max_outstanding_per_tenant");
+                    ServiceError::new(ErrorClass::RateLimited, full.to_string())
+                })?;
             tally.queue_micros.fetch_add(
                 u64::try_from(waiting.elapsed().as_micros()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,

@@ -237,6 +237,11 @@ pub struct Cli {
     #[arg(long = "query-frontend.results-cache-max-bytes", value_name = "BYTES")]
     pub qf_results_cache_max_bytes: Option<u64>,
 
+    /// Memory for rendered answers of whole requests answered from the
+    /// results cache, served again as they are; 0: off [default: 67108864].
+    #[arg(long = "query-frontend.rendered-cache-max-bytes", value_name = "BYTES")]
+    pub qf_rendered_cache_max_bytes: Option<u64>,
+
     /// How long a cached answer is kept [default: 24h].
     #[arg(long = "query-frontend.results-cache-ttl", value_name = "DURATION")]
     pub qf_results_cache_ttl: Option<String>,
@@ -291,6 +296,11 @@ pub struct Cli {
     /// per-series work) of a range query is split into; 0 or 1: off [default: 0].
     #[arg(long = "query-frontend.shard-count", value_name = "N")]
     pub qf_shard_count: Option<usize>,
+
+    /// Queriers one tenant's queries may go to, a stable subset chosen by
+    /// hashing the tenant (shuffle sharding); 0: all [default: 0].
+    #[arg(long = "query-frontend.max-queriers-per-tenant", value_name = "N")]
+    pub qf_max_queriers_per_tenant: Option<usize>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -531,6 +541,14 @@ impl Cli {
             &self.qf_log_queries_longer_than,
         );
         set(&mut c.query_frontend.shard_count, &self.qf_shard_count);
+        set(
+            &mut c.query_frontend.rendered_cache_max_bytes,
+            &self.qf_rendered_cache_max_bytes,
+        );
+        set(
+            &mut c.query_frontend.max_queriers_per_tenant,
+            &self.qf_max_queriers_per_tenant,
+        );
     }
 }
 

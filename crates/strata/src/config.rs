@@ -487,12 +487,24 @@ impl Config {
         }
     }
 
+    /// The frontend's settings. The results cache's freshness window is
+    /// at least `blocks.out_of_order_window`: samples may still arrive
+    /// that far back, so nothing in it may be cached (a frontend learns the
+    /// stores' window from this same key, in its own configuration).
     pub fn frontend_config(&self) -> FrontendConfig {
+        let mut query_frontend = self.query_frontend.clone();
+        let out_of_order = parse_duration(&self.blocks.out_of_order_window).unwrap_or_default();
+        let freshness = parse_duration(&query_frontend.max_cache_freshness).unwrap_or_default();
+        if out_of_order > freshness {
+            query_frontend
+                .max_cache_freshness
+                .clone_from(&self.blocks.out_of_order_window);
+        }
         FrontendConfig {
             tenancy: self.tenancy.clone(),
             limits: self.limits.clone(),
             remote_read: self.remote_read.clone(),
-            query_frontend: self.query_frontend.clone(),
+            query_frontend,
         }
     }
 
@@ -597,6 +609,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nothing_inside_the_out_of_order_window_is_cached() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "10m"
+        );
+        config.blocks.out_of_order_window = "2h".to_owned();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "2h"
+        );
+        // A longer freshness window of its own stays.
+        config.query_frontend.max_cache_freshness = "3h".to_owned();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "3h"
+        );
+        config.blocks.out_of_order_window = "5m".to_owned();
+        config.query_frontend.max_cache_freshness = "10m".to_owned();
+        assert_eq!(
+            config.frontend_config().query_frontend.max_cache_freshness,
+            "10m"
+        );
+    }
+
+    #[test]
     fn the_example_config_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/strata.example.yaml");
         let config = Config::load(&path).expect("example config loads");
@@ -661,6 +699,23 @@ mod tests {
                     "docs/configuration.md lacks --{long}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_reference_names_every_per_tenant_query_override() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let text = std::fs::read_to_string(&path).expect("read docs/configuration.md");
+        let section = text
+            .split("## Per-tenant overrides")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("a per-tenant overrides section");
+        for key in strata_frontend::TENANT_OVERRIDABLE_KEYS {
+            assert!(
+                section.contains(&format!("`{key}`")),
+                "the per-tenant overrides section lacks {key}"
+            );
         }
     }
 

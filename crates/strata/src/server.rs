@@ -240,6 +240,7 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
         ready,
         watcher,
     } = store_view(&config, &mut registry, &stopped)?;
+    let mut querier_pool = None;
     let querier: Arc<dyn QueryApi> = if config.frontend.querier_addresses.is_empty() {
         Arc::new(LocalQuerier::new(
             config.engine_options(),
@@ -257,6 +258,7 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
         // Names of headless services stand for all their pods, re-resolved.
         pool.resolve().await;
         tokio::spawn(pool.clone().run(QUERIER_RESOLVE_PERIOD, stopped.clone()));
+        querier_pool = Some(Arc::clone(&pool));
         pool
     };
     let frontend = Frontend::new(
@@ -269,6 +271,10 @@ async fn run_frontend(config: Config) -> anyhow::Result<()> {
     if let Some(watcher) = watcher {
         // Tenants' limit overrides as meta has them, without a restart.
         frontend.set_limit_overrides(Arc::new(move |tenant| watcher.tenant_limits(tenant)));
+    }
+    if let Some(pool) = querier_pool {
+        // Shuffle sharding: each tenant's queries go to its own subset.
+        pool.set_queriers_per_tenant(frontend.queriers_per_tenant());
     }
     let router = with_metrics(frontend.router(), registry);
     let http = tokio::spawn(serve_http(http_listener, router, stopped));

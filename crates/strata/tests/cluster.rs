@@ -522,9 +522,13 @@ fn killing_the_meta_leader_is_invisible_to_clients() {
         "4",
         "--limit",
         "max_label_names_per_series=3",
+        "--limit",
+        "max_query_length=1h",
     ]);
     assert!(
-        set.contains("shards 4") && set.contains("max_label_names_per_series"),
+        set.contains("shards 4")
+            && set.contains("max_label_names_per_series")
+            && set.contains("max_query_length"),
         "{set}"
     );
     // The override applies without a restart, to team-b only.
@@ -536,6 +540,18 @@ fn killing_the_meta_leader_is_invisible_to_clients() {
     });
     let (status, body) = push(&cluster.base, Some("team-a"), &four_labels);
     assert_eq!(status, 204, "team-a keeps the default limit: {body}");
+    // So does the query frontend's: team-b may not ask for 2 hours, team-a may.
+    let now = now_ms() / 1000;
+    let two_hours = format!(
+        "{}/api/v1/query_range?query=up&start={}&end={now}&step=60",
+        cluster.base,
+        now - 7200
+    );
+    let (status, body) = get_json(&two_hours, Some("team-b"));
+    assert_eq!(status, 400, "team-b's max_query_length is 1h: {body}");
+    assert!(body.to_string().contains("max_query_length"), "{body}");
+    let (status, body) = get_json(&two_hours, Some("team-a"));
+    assert_eq!(status, 200, "team-a keeps the default: {body}");
     let status = cluster.meta_tool(&["status"]);
     let epochs = status.lines().filter(|l| l.starts_with("epoch ")).count();
     assert_eq!(epochs, 2, "a new shard count starts an epoch: {status}");

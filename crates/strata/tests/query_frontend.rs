@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde_json::Value;
+use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 
 use crate::differential::{Generated, generate, queries, remote_write, write_requests};
 use crate::support::{Strata, agent, encode, now_ms, seconds};
@@ -399,4 +400,171 @@ fn split_and_cached_answers_equal_unsplit_answers() {
     assert!(sharded_requests > 0, "no query was sharded");
     assert!(asked.load(Ordering::Relaxed) >= 500);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One series `name{tenant="<tenant>"}` with a sample per minute at `times`.
+fn minutes(name: &str, tenant: &str, times: &[i64], value: impl Fn(i64) -> f64) -> WriteRequest {
+    let labels = vec![
+        Label {
+            name: "__name__".to_owned(),
+            value: name.to_owned(),
+        },
+        Label {
+            name: "owner".to_owned(),
+            value: tenant.to_owned(),
+        },
+    ];
+    WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels,
+            samples: times
+                .iter()
+                .map(|&t| Sample {
+                    value: value(t),
+                    timestamp: t,
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A range query's status, `X-Strata-Cache` header and body text.
+fn ask_text(base: &str, tenant: &str, form: &str) -> (u16, String, String) {
+    let mut response = agent()
+        .post(format!("{base}/api/v1/query_range"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Scope-OrgID", tenant)
+        .send(form.as_bytes())
+        .expect("query");
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("x-strata-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, cache, text)
+}
+
+fn metric(base: &str, name: &str) -> u64 {
+    let text = agent()
+        .get(format!("{base}/metrics"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_old_request_asked_again_gets_its_kept_rendering_and_only_its_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strata = Strata::start(
+        dir.path(),
+        &[
+            "--query-frontend.split-queries-by-interval",
+            "1h",
+            "--log.level",
+            "warn",
+        ],
+    );
+    let now = now_ms() / MINUTE_MS * MINUTE_MS;
+    let times: Vec<i64> = (0..=240)
+        .map(|i| now - 240 * MINUTE_MS + i * MINUTE_MS)
+        .collect();
+    for (tenant, scale) in [("team-a", 1.0), ("team-b", 7.0)] {
+        let request = minutes("requests_total", tenant, &times, |t| {
+            (t / MINUTE_MS % 1000) as f64 * scale
+        });
+        let (status, body) = remote_write(&strata.url("/api/v1/push"), Some(tenant), &request);
+        assert_eq!(status, 204, "{body}");
+    }
+    let form = format!(
+        "query={}&start={}&end={}&step=60",
+        encode("sum(rate(requests_total[5m]))"),
+        seconds(now - 200 * MINUTE_MS),
+        seconds(now - 60 * MINUTE_MS)
+    );
+    let (status, cache, first) = ask_text(&strata.base(), "team-a", &form);
+    assert_eq!((status, cache.as_str()), (200, "miss"), "{first}");
+    let (status, cache, again) = ask_text(&strata.base(), "team-a", &form);
+    assert_eq!((status, cache.as_str()), (200, "hit"), "{again}");
+    assert_eq!(again, first, "the kept rendering is the answer");
+    let rendered = "strata_query_frontend_rendered_cache_hits_total";
+    assert_eq!(metric(&strata.base(), rendered), 1);
+    // The other tenant's identical request is its own (another answer).
+    let (status, cache, other) = ask_text(&strata.base(), "team-b", &form);
+    assert_eq!((status, cache.as_str()), (200, "miss"), "{other}");
+    assert_ne!(other, first);
+    // With stats the answer is rendered again (its timings are its own).
+    let (status, cache, with_stats) =
+        ask_text(&strata.base(), "team-a", &format!("{form}&stats=all"));
+    assert_eq!((status, cache.as_str()), (200, "hit"));
+    assert!(with_stats.contains("\"stats\""), "{with_stats}");
+    assert_eq!(metric(&strata.base(), rendered), 1);
+}
+
+#[test]
+fn late_samples_inside_the_out_of_order_window_are_never_hidden_by_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strata = Strata::start(
+        dir.path(),
+        &[
+            "--blocks.out-of-order-window",
+            "1h",
+            "--query-frontend.split-queries-by-interval",
+            "1h",
+            "--log.level",
+            "warn",
+        ],
+    );
+    let now = now_ms() / MINUTE_MS * MINUTE_MS;
+    let late = now - 35 * MINUTE_MS;
+    // Every minute of the last 3 hours but 7 around `late` (the sample 3
+    // minutes before it is what a query sees at `late`, 5m lookback).
+    let times: Vec<i64> = (0..=180)
+        .map(|i| now - 180 * MINUTE_MS + i * MINUTE_MS)
+        .filter(|&t| t <= now - 38 * MINUTE_MS || t >= now - 30 * MINUTE_MS)
+        .collect();
+    let push = |request: &WriteRequest| {
+        let (status, body) = remote_write(&strata.url("/api/v1/push"), Some(TENANT), request);
+        assert_eq!(status, 204, "{body}");
+    };
+    push(&minutes("temperature", TENANT, &times, |_| 1.0));
+    // Ends 20 minutes ago: outside the default 10-minute freshness window,
+    // inside the 1-hour out-of-order window.
+    let form = format!(
+        "query=temperature&start={}&end={}&step=60",
+        seconds(now - 120 * MINUTE_MS),
+        seconds(now - 20 * MINUTE_MS)
+    );
+    let value_at_late = |text: &str| -> String {
+        let body: Value = serde_json::from_str(text).expect("json");
+        let values = body["data"]["result"][0]["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        values
+            .iter()
+            .find(|point| point[0].as_f64() == Some(late as f64 / 1000.0))
+            .map(|point| point[1].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    for _ in 0..2 {
+        let (status, _, text) = ask_text(&strata.base(), TENANT, &form);
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(value_at_late(&text), "1", "{text}");
+    }
+    // A sample arrives late, out of order, inside the window.
+    push(&minutes("temperature", TENANT, &[late], |_| 12345.0));
+    let (status, cache, text) = ask_text(&strata.base(), TENANT, &form);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(value_at_late(&text), "12345", "cache {cache}: {text}");
 }

@@ -1,5 +1,6 @@
 //! The query frontend's configuration and its parsed form.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,10 @@ pub struct QueryFrontendConfig {
     pub cache_results: bool,
     /// Memory the results cache may use, in bytes (estimated).
     pub results_cache_max_bytes: u64,
+    /// Memory for rendered answers (the JSON bytes) of whole requests
+    /// answered entirely from the results cache, served again as they are
+    /// to the same request; 0 = off.
+    pub rendered_cache_max_bytes: u64,
     /// How long a cached answer is kept.
     pub results_cache_ttl: String,
     /// Answers for times more recent than this before now are never cached
@@ -44,6 +49,9 @@ pub struct QueryFrontendConfig {
     /// Shards a shardable range query's aggregation is split into (a
     /// partial query per shard, combined in the frontend); 0 or 1 = off.
     pub shard_count: usize,
+    /// Queriers one tenant's queries may go to: a stable subset chosen by
+    /// hashing the tenant (shuffle sharding); 0 = all.
+    pub max_queriers_per_tenant: usize,
 }
 
 impl Default for QueryFrontendConfig {
@@ -52,6 +60,7 @@ impl Default for QueryFrontendConfig {
             split_queries_by_interval: "24h".to_owned(),
             cache_results: true,
             results_cache_max_bytes: 256 << 20,
+            rendered_cache_max_bytes: 64 << 20,
             results_cache_ttl: "24h".to_owned(),
             max_cache_freshness: "10m".to_owned(),
             max_concurrent: 16,
@@ -64,6 +73,7 @@ impl Default for QueryFrontendConfig {
             max_query_lookback: "0s".to_owned(),
             log_queries_longer_than: "10s".to_owned(),
             shard_count: 0,
+            max_queriers_per_tenant: 0,
         }
     }
 }
@@ -132,6 +142,8 @@ pub(super) struct Settings {
     pub(super) split_interval_ms: i64,
     pub(super) max_cache_freshness_ms: i64,
     pub(super) max_concurrent_queries_per_tenant: usize,
+    pub(super) max_outstanding_per_tenant: usize,
+    pub(super) max_queriers_per_tenant: usize,
     pub(super) max_query_parallelism: usize,
     pub(super) max_retries: u32,
     pub(super) timeout: Duration,
@@ -157,6 +169,8 @@ impl Settings {
             ),
             max_cache_freshness_ms: ms(&config.max_cache_freshness, &defaults.max_cache_freshness),
             max_concurrent_queries_per_tenant: config.max_concurrent_queries_per_tenant,
+            max_outstanding_per_tenant: config.max_outstanding_per_tenant,
+            max_queriers_per_tenant: config.max_queriers_per_tenant,
             max_query_parallelism: config.max_query_parallelism.max(1),
             max_retries: config.max_retries,
             timeout: millis(ms(&config.timeout, &defaults.timeout)),
@@ -169,4 +183,93 @@ impl Settings {
             shard_count: config.shard_count,
         }
     }
+}
+
+/// The `query_frontend.*` keys a tenant's limit overrides may set (by the
+/// key's name without the section, as for `limits.*`).
+pub const TENANT_OVERRIDABLE_KEYS: &[&str] = &[
+    "max_query_length",
+    "max_query_lookback",
+    "max_cache_freshness",
+    "max_query_parallelism",
+    "max_outstanding_per_tenant",
+    "max_concurrent_queries_per_tenant",
+    "max_queriers_per_tenant",
+    "timeout",
+];
+
+impl Settings {
+    /// These settings with a tenant's overrides of the keys in
+    /// [`TENANT_OVERRIDABLE_KEYS`]; other keys are not ours and are
+    /// skipped, values that do not parse are logged and skipped.
+    pub(super) fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Settings {
+        let mut settings = self.clone();
+        for (key, value) in overrides {
+            let applied = match key.as_str() {
+                "max_query_length" => set_ms(&mut settings.max_query_length_ms, value, 0),
+                "max_query_lookback" => set_ms(&mut settings.max_query_lookback_ms, value, 0),
+                "max_cache_freshness" => set_ms(&mut settings.max_cache_freshness_ms, value, 0),
+                "timeout" => {
+                    let mut ms = 0;
+                    let ok = set_ms(&mut ms, value, 1);
+                    if ok {
+                        settings.timeout = Duration::from_millis(ms.unsigned_abs());
+                    }
+                    ok
+                }
+                "max_query_parallelism" => {
+                    let ok = set_count(&mut settings.max_query_parallelism, value);
+                    settings.max_query_parallelism = settings.max_query_parallelism.max(1);
+                    ok
+                }
+                "max_outstanding_per_tenant" => {
+                    set_count(&mut settings.max_outstanding_per_tenant, value)
+                }
+                "max_concurrent_queries_per_tenant" => {
+                    set_count(&mut settings.max_concurrent_queries_per_tenant, value)
+                }
+                "max_queriers_per_tenant" => {
+                    set_count(&mut settings.max_queriers_per_tenant, value)
+                }
+                _ => true,
+            };
+            if !applied {
+                tracing::warn!(%key, %value, "tenant query frontend override does not parse, ignored");
+            }
+        }
+        settings
+    }
+}
+
+/// Sets `slot` to the duration `value` (ms) when it parses and is at least `min`.
+fn set_ms(slot: &mut i64, value: &str, min: i64) -> bool {
+    match config_duration(value) {
+        Some(ms) if ms >= min => {
+            *slot = ms;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn set_count(slot: &mut usize, value: &str) -> bool {
+    match value.parse::<usize>() {
+        Ok(count) => {
+            *slot = count;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// `tenant`'s querier subset size: `max_queriers_per_tenant` of `config`
+/// or of the tenant's overrides (0 = all queriers).
+pub fn max_queriers_for(
+    config: &QueryFrontendConfig,
+    overrides: Option<&BTreeMap<String, String>>,
+) -> usize {
+    overrides
+        .and_then(|o| o.get("max_queriers_per_tenant"))
+        .and_then(|value| value.parse::<usize>().ok())
+        .unwrap_or(config.max_queriers_per_tenant)
 }

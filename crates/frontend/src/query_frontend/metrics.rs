@@ -21,6 +21,7 @@ pub(super) struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     pub(super) cache_hits: Counter,
     pub(super) cache_misses: Counter,
+    pub(super) rendered_hits: Counter,
     pub(super) cache_bytes: Gauge,
     pub(super) queued: Gauge,
 }
@@ -63,6 +64,11 @@ impl Metrics {
             "results_cache_misses",
             "Extents of split intervals the results cache did not hold",
             metrics.cache_misses.clone(),
+        );
+        r.register(
+            "rendered_cache_hits",
+            "Queries answered with the rendered answer kept for the same request",
+            metrics.rendered_hits.clone(),
         );
         r.register(
             "results_cache_bytes",

@@ -26,7 +26,6 @@ pub(crate) struct QueueFull {
 pub(crate) struct FairQueue {
     state: Mutex<State>,
     max_concurrent: usize,
-    max_outstanding_per_tenant: usize,
     queued: Gauge,
 }
 
@@ -58,17 +57,11 @@ impl Drop for Slot {
 }
 
 impl FairQueue {
-    /// `max_concurrent` calls at once (at least 1); at most
-    /// `max_outstanding_per_tenant` waiting per tenant (0 = no bound).
-    pub(crate) fn new(
-        max_concurrent: usize,
-        max_outstanding_per_tenant: usize,
-        queued: Gauge,
-    ) -> Arc<Self> {
+    /// `max_concurrent` calls at once (at least 1).
+    pub(crate) fn new(max_concurrent: usize, queued: Gauge) -> Arc<Self> {
         Arc::new(FairQueue {
             state: Mutex::new(State::default()),
             max_concurrent: max_concurrent.max(1),
-            max_outstanding_per_tenant,
             queued,
         })
     }
@@ -81,8 +74,13 @@ impl FairQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits for a slot, in `tenant`'s queue if none is free.
-    pub(crate) async fn acquire(self: &Arc<Self>, tenant: &str) -> Result<Slot, QueueFull> {
+    /// Waits for a slot, in `tenant`'s queue if none is free; refused when
+    /// `max_outstanding` (the tenant's limit, 0 = none) are waiting already.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        tenant: &str,
+        max_outstanding: usize,
+    ) -> Result<Slot, QueueFull> {
         let (id, receiver) = {
             let mut state = self.lock();
             if state.running < self.max_concurrent && state.ring.is_empty() {
@@ -92,10 +90,10 @@ impl FairQueue {
                 });
             }
             let waiting = state.queues.get(tenant).map_or(0, VecDeque::len);
-            if self.max_outstanding_per_tenant > 0 && waiting >= self.max_outstanding_per_tenant {
+            if max_outstanding > 0 && waiting >= max_outstanding {
                 return Err(QueueFull {
                     tenant: tenant.to_owned(),
-                    limit: self.max_outstanding_per_tenant,
+                    limit: max_outstanding,
                 });
             }
             let id = state.next_id;

@@ -11,6 +11,8 @@ use strata_proto::query::{Matrix, PromSample, PromSeries, Vector};
 
 use super::*;
 
+mod overrides;
+
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 
@@ -430,17 +432,18 @@ fn a_tenant_beyond_its_concurrent_queries_gets_429() {
     let mut config = config("24h");
     config.max_concurrent_queries_per_tenant = 1;
     let (frontend, _) = frontend(&config);
-    let held = frontend.start_running("a").expect("first");
-    let error = frontend.start_running("a").expect_err("second");
+    let limit = frontend.settings_for("a").max_concurrent_queries_per_tenant;
+    let held = frontend.start_running("a", limit).expect("first");
+    let error = frontend.start_running("a", limit).expect_err("second");
     assert_eq!(error.class, ErrorClass::RateLimited);
     assert!(
         error.message.contains("too many concurrent queries"),
         "{}",
         error.message
     );
-    assert!(frontend.start_running("b").is_ok());
+    assert!(frontend.start_running("b", limit).is_ok());
     drop(held);
-    assert!(frontend.start_running("a").is_ok());
+    assert!(frontend.start_running("a", limit).is_ok());
 }
 
 #[test]
@@ -482,15 +485,15 @@ async fn until(mut condition: impl FnMut() -> bool) {
 fn a_flood_from_one_tenant_does_not_delay_another() {
     let rt = runtime();
     rt.block_on(async {
-        let queue = FairQueue::new(1, 0, Gauge::default());
+        let queue = FairQueue::new(1, Gauge::default());
         let order = Arc::new(Mutex::new(Vec::new()));
-        let held = queue.acquire("a").await.expect("slot");
+        let held = queue.acquire("a", 0).await.expect("slot");
         let mut tasks = Vec::new();
         let spawn = |tenant: &'static str| {
             let queue = Arc::clone(&queue);
             let order = Arc::clone(&order);
             tokio::spawn(async move {
-                let slot = queue.acquire(tenant).await.expect("slot");
+                let slot = queue.acquire(tenant, 0).await.expect("slot");
                 order.lock().expect("lock").push(tenant);
                 drop(slot);
             })
@@ -517,16 +520,16 @@ fn a_flood_from_one_tenant_does_not_delay_another() {
 fn a_tenant_with_too_many_waiting_gets_429() {
     let rt = runtime();
     rt.block_on(async {
-        let queue = FairQueue::new(1, 2, Gauge::default());
-        let held = queue.acquire("a").await.expect("slot");
+        let queue = FairQueue::new(1, Gauge::default());
+        let held = queue.acquire("a", 2).await.expect("slot");
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let queue = Arc::clone(&queue);
-                tokio::spawn(async move { queue.acquire("a").await.map(drop) })
+                tokio::spawn(async move { queue.acquire("a", 2).await.map(drop) })
             })
             .collect();
         until(|| queue.waiting() == 2).await;
-        let full = queue.acquire("a").await.expect_err("full");
+        let full = queue.acquire("a", 2).await.expect_err("full");
         assert!(
             full.to_string().contains("too many outstanding requests"),
             "{full}"
@@ -542,18 +545,18 @@ fn a_tenant_with_too_many_waiting_gets_429() {
 fn a_client_that_goes_away_leaves_the_queue() {
     let rt = runtime();
     rt.block_on(async {
-        let queue = FairQueue::new(1, 0, Gauge::default());
-        let held = queue.acquire("a").await.expect("slot");
+        let queue = FairQueue::new(1, Gauge::default());
+        let held = queue.acquire("a", 0).await.expect("slot");
         let waiter = {
             let queue = Arc::clone(&queue);
-            tokio::spawn(async move { queue.acquire("a").await.map(drop) })
+            tokio::spawn(async move { queue.acquire("a", 0).await.map(drop) })
         };
         until(|| queue.waiting() == 1).await;
         waiter.abort();
         until(|| queue.waiting() == 0).await;
         drop(held);
         // The slot is free again, not leaked to the departed waiter.
-        let again = tokio::time::timeout(Duration::from_secs(5), queue.acquire("b")).await;
+        let again = tokio::time::timeout(Duration::from_secs(5), queue.acquire("b", 0)).await;
         assert!(matches!(again, Ok(Ok(_))));
     });
 }
