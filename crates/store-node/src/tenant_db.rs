@@ -787,7 +787,7 @@ struct Replay {
 }
 
 /// Float samples replay gathers before appending them series by series.
-const REPLAY_BATCH: usize = 1 << 17;
+const REPLAY_BATCH: usize = 1 << 19;
 
 impl Replay {
     fn resolve(&mut self, wal_id: u32) -> Option<u32> {
@@ -846,9 +846,7 @@ impl Replay {
             *slot += 1;
         }
         self.pending.clear();
-        for &(id, t, bits) in &self.sorted {
-            head.append_float(id, t, bits);
-        }
+        head.append_sorted_floats(&self.sorted);
     }
 
     fn apply_checkpoint(&mut self, head: &mut Head, checkpoint: Checkpoint) -> Result<(), String> {

@@ -41,18 +41,28 @@ const DENSE_IDS: u32 = 1 << 22;
 /// Unary quotients of id gaps longer than this escape to 32 raw bits.
 const MAX_UNARY: u32 = 32;
 
-/// What the previous sample of a series in the segment predicts.
+/// What the previous sample of a series in the segment predicts (24
+/// bytes: the writer keeps one per series).
 #[derive(Debug, Clone, Copy, Default)]
 struct Prediction {
-    /// `SegmentState::generation` when this was set: older means unset.
-    generation: u32,
     t: i64,
-    delta: i64,
     bits: u64,
+    /// The last time step, or 0 when it does not fit in 32 bits (writer
+    /// and reader store the same, so they predict the same).
+    delta: i32,
     /// Window of the last XOR written in full: leading zeros and length
     /// (0: no window yet).
     leading: u8,
     length: u8,
+    /// Unset entries (of series without a sample in the segment) are
+    /// all zeros.
+    set: bool,
+}
+
+impl Prediction {
+    fn step(delta: i64) -> i32 {
+        i32::try_from(delta).unwrap_or(0)
+    }
 }
 
 /// Per-series prediction state of one WAL segment's sample records.
@@ -60,7 +70,6 @@ struct Prediction {
 pub struct SegmentState {
     /// The segment these predictions belong to (`None`: nothing yet).
     segment: Option<u64>,
-    generation: u32,
     dense: Vec<Prediction>,
     sparse: HashMap<u32, Prediction, FastBuild>,
 }
@@ -69,7 +78,6 @@ impl Default for SegmentState {
     fn default() -> Self {
         SegmentState {
             segment: None,
-            generation: 1,
             dense: Vec::new(),
             sparse: HashMap::default(),
         }
@@ -90,12 +98,8 @@ impl SegmentState {
     pub fn forget(&mut self) {
         self.segment = None;
         self.sparse.clear();
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            // Wrapped: stale entries could look current again.
-            self.dense.clear();
-            self.generation = 1;
-        }
+        // Keeps the capacity: the next segment has about the same series.
+        self.dense.clear();
     }
 
     fn get(&self, id: u32) -> Option<Prediction> {
@@ -104,11 +108,11 @@ impl SegmentState {
         } else {
             self.sparse.get(&id).copied()
         };
-        found.filter(|p| p.generation == self.generation)
+        found.filter(|p| p.set)
     }
 
     fn set(&mut self, id: u32, mut prediction: Prediction) {
-        prediction.generation = self.generation;
+        prediction.set = true;
         if id < DENSE_IDS {
             let slot = id as usize;
             if self.dense.len() <= slot {
@@ -171,11 +175,14 @@ pub fn encode(state: &mut SegmentState, record: &SamplesRecord, out: &mut Vec<u8
             }
             Some(previous) => {
                 let delta = t.wrapping_sub(previous.t);
-                put_class(&mut bits, zigzag(delta.wrapping_sub(previous.delta)));
+                put_class(
+                    &mut bits,
+                    zigzag(delta.wrapping_sub(i64::from(previous.delta))),
+                );
                 let (leading, length) = put_xor(&mut bits, value ^ previous.bits, &previous);
                 Prediction {
                     t,
-                    delta,
+                    delta: Prediction::step(delta),
                     bits: value,
                     leading,
                     length,
@@ -226,12 +233,12 @@ pub fn decode(state: &mut SegmentState, body: &[u8]) -> Result<SamplesRecord, St
                 }
             }
             Some(previous) => {
-                let delta = previous.delta.wrapping_add(unzigzag(get_class(&mut bits)?));
+                let delta = i64::from(previous.delta).wrapping_add(unzigzag(get_class(&mut bits)?));
                 let t = previous.t.wrapping_add(delta);
                 let (xor, leading, length) = get_xor(&mut bits, &previous)?;
                 Prediction {
                     t,
-                    delta,
+                    delta: Prediction::step(delta),
                     bits: previous.bits ^ xor,
                     leading,
                     length,
@@ -280,13 +287,13 @@ fn put_rice(bits: &mut BitWriter<'_>, gap: u32, k: u8) {
 }
 
 fn get_rice(bits: &mut BitReader<'_>, k: u8) -> Result<u32, String> {
-    let mut quotient = 0u32;
-    while bits.get(1)? == 1 {
-        quotient += 1;
-        if quotient == MAX_UNARY {
-            return Ok(bits.get(32)? as u32);
-        }
+    // The unary quotient: ones up to a zero, or MAX_UNARY ones.
+    let quotient = (bits.peek(MAX_UNARY) << 32).leading_ones().min(MAX_UNARY);
+    if quotient == MAX_UNARY {
+        bits.get(MAX_UNARY)?;
+        return Ok(bits.get(32)? as u32);
     }
+    bits.get(quotient + 1)?;
     let low = bits.get(u32::from(k))?;
     let gap = (u64::from(quotient) << k) | low;
     u32::try_from(gap).map_err(|_| "wal samples record has an id gap out of range".to_owned())
@@ -313,10 +320,9 @@ fn put_class(bits: &mut BitWriter<'_>, z: u64) {
 }
 
 fn get_class(bits: &mut BitReader<'_>) -> Result<u64, String> {
-    let mut ones = 0;
-    while ones < 4 && bits.get(1)? == 1 {
-        ones += 1;
-    }
+    let ones = (bits.peek(4) << 60).leading_ones().min(4);
+    // The ones and the zero after them (none after four).
+    bits.get((ones + 1).min(4))?;
     match ones {
         0 => Ok(0),
         1 => bits.get(7),
@@ -476,6 +482,18 @@ impl<'a> BitReader<'a> {
             return Ok((high << 32) | low);
         }
         Ok(self.get_small(n))
+    }
+
+    /// The next `n` ≤ 32 bits without reading them, zeros past the end.
+    fn peek(&self, n: u32) -> u64 {
+        let mut copy = BitReader {
+            bytes: self.bytes,
+            position: self.position,
+        };
+        if self.remaining() == 0 {
+            return 0;
+        }
+        copy.get_small(n)
     }
 
     /// Reads `n` ≤ 32 bits known to be there.
