@@ -458,62 +458,81 @@ impl<'a> BitWriter<'a> {
 /// Big-endian bit reader; reading past the end is an error.
 struct BitReader<'a> {
     bytes: &'a [u8],
-    /// Next bit to read, counted from the start.
-    position: usize,
+    /// Next byte to load into `buffer`.
+    next: usize,
+    /// Loaded bits not read yet, left-aligned; zeros below them.
+    buffer: u64,
+    /// How many bits of `buffer` are loaded.
+    loaded: u32,
 }
 
 impl<'a> BitReader<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, position: 0 }
+        BitReader {
+            bytes,
+            next: 0,
+            buffer: 0,
+            loaded: 0,
+        }
     }
 
     fn remaining(&self) -> usize {
-        self.bytes.len() * 8 - self.position
+        (self.bytes.len() - self.next) * 8 + self.loaded as usize
+    }
+
+    /// Loads whole bytes until at least 57 bits are loaded or the input ends.
+    fn refill(&mut self) {
+        if let Some(eight) = self.bytes.get(self.next..self.next + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(eight);
+            self.buffer |= u64::from_be_bytes(word) >> self.loaded;
+            let taken = (63 - self.loaded) / 8;
+            self.next += taken as usize;
+            self.loaded += taken * 8;
+            // Bits of the word past the bytes taken must not stay.
+            self.buffer &= !(u64::MAX >> self.loaded);
+            return;
+        }
+        while self.loaded <= 56 {
+            let Some(&byte) = self.bytes.get(self.next) else {
+                return;
+            };
+            self.buffer |= u64::from(byte) << (56 - self.loaded);
+            self.next += 1;
+            self.loaded += 8;
+        }
+    }
+
+    /// The next `n` ≤ 32 bits without reading them, zeros past the end.
+    fn peek(&mut self, n: u32) -> u64 {
+        if self.loaded < n {
+            self.refill();
+        }
+        if n == 0 {
+            return 0;
+        }
+        self.buffer >> (64 - n)
     }
 
     /// Reads `n` bits (`n` ≤ 64).
     fn get(&mut self, n: u32) -> Result<u64, String> {
-        if n as usize > self.remaining() {
-            return Err("wal samples record is truncated".to_owned());
-        }
         if n > 32 {
-            let high = self.get_small(n - 32);
-            let low = self.get_small(32);
+            let high = self.get(n - 32)?;
+            let low = self.get(32)?;
             return Ok((high << 32) | low);
         }
-        Ok(self.get_small(n))
-    }
-
-    /// The next `n` ≤ 32 bits without reading them, zeros past the end.
-    fn peek(&self, n: u32) -> u64 {
-        let mut copy = BitReader {
-            bytes: self.bytes,
-            position: self.position,
-        };
-        if self.remaining() == 0 {
-            return 0;
+        if self.loaded < n {
+            self.refill();
+            if self.loaded < n {
+                return Err("wal samples record is truncated".to_owned());
+            }
         }
-        copy.get_small(n)
-    }
-
-    /// Reads `n` ≤ 32 bits known to be there.
-    fn get_small(&mut self, n: u32) -> u64 {
         if n == 0 {
-            return 0;
+            return Ok(0);
         }
-        let byte = self.position / 8;
-        let offset = (self.position % 8) as u32;
-        self.position += n as usize;
-        if let Some(eight) = self.bytes.get(byte..byte + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(eight);
-            return (u64::from_be_bytes(word) << offset) >> (64 - n);
-        }
-        // Near the end: pad past it with zeros.
-        let mut window = 0u64;
-        for i in 0..8 {
-            window = (window << 8) | u64::from(self.bytes.get(byte + i).copied().unwrap_or(0));
-        }
-        (window << offset) >> (64 - n)
+        let v = self.buffer >> (64 - n);
+        self.buffer <<= n;
+        self.loaded -= n;
+        Ok(v)
     }
 }
