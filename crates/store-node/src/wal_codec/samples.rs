@@ -66,22 +66,12 @@ impl Prediction {
 }
 
 /// Per-series prediction state of one WAL segment's sample records.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SegmentState {
     /// The segment these predictions belong to (`None`: nothing yet).
     segment: Option<u64>,
     dense: Vec<Prediction>,
     sparse: HashMap<u32, Prediction, FastBuild>,
-}
-
-impl Default for SegmentState {
-    fn default() -> Self {
-        SegmentState {
-            segment: None,
-            dense: Vec::new(),
-            sparse: HashMap::default(),
-        }
-    }
 }
 
 impl SegmentState {
