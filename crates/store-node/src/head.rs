@@ -63,10 +63,9 @@ pub(crate) struct MemSeries {
     labels: PackedLabels,
     closed: Vec<ClosedChunk>,
     open: XorAppender,
-    histograms: Vec<Histogram>,
-    /// Float samples accepted out of order (within the out-of-order
-    /// window), sorted by time, one per timestamp: (t, value bits).
-    out_of_order: Vec<(i64, u64)>,
+    /// Histograms and late samples, which most series never have: one
+    /// pointer instead of two empty vectors.
+    extra: Option<Box<Extra>>,
     /// Timestamp and kind of the newest sample, float or histogram: one
     /// series has one sample per timestamp, whatever its kind.
     last: Option<(i64, LastKind)>,
@@ -74,14 +73,34 @@ pub(crate) struct MemSeries {
     max_time: i64,
 }
 
+/// The parts of a series most series never use.
+#[derive(Debug, Default)]
+struct Extra {
+    histograms: Vec<Histogram>,
+    /// Float samples accepted out of order (within the out-of-order
+    /// window), sorted by time, one per timestamp: (t, value bits).
+    out_of_order: Vec<(i64, u64)>,
+}
+
 impl MemSeries {
+    fn histograms(&self) -> &[Histogram] {
+        self.extra.as_ref().map_or(&[], |e| &e.histograms)
+    }
+
+    fn out_of_order(&self) -> &[(i64, u64)] {
+        self.extra.as_ref().map_or(&[], |e| &e.out_of_order)
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
     fn new(labels: &[Label]) -> Self {
         MemSeries {
             labels: PackedLabels::pack(labels),
             closed: Vec::new(),
             open: XorAppender::new(),
-            histograms: Vec::new(),
-            out_of_order: Vec::new(),
+            extra: None,
             last: None,
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -94,7 +113,7 @@ impl MemSeries {
         let value = match kind {
             LastKind::Float(bits) => SampleValue::Float(bits),
             LastKind::Histogram => {
-                SampleValue::Histogram(Box::new(self.histograms.last()?.clone()))
+                SampleValue::Histogram(Box::new(self.histograms().last()?.clone()))
             }
         };
         Some(LastSample { t, value })
@@ -133,13 +152,14 @@ impl MemSeries {
             return;
         }
         self.widen(t);
-        self.histograms.push(histogram);
+        self.extra_mut().histograms.push(histogram);
         self.last = Some((t, LastKind::Histogram));
     }
 
     fn insert_out_of_order(&mut self, t: i64, bits: u64) {
-        if let Err(at) = self.out_of_order.binary_search_by_key(&t, |(t, _)| *t) {
-            self.out_of_order.insert(at, (t, bits));
+        let late = &mut self.extra_mut().out_of_order;
+        if let Err(at) = late.binary_search_by_key(&t, |(t, _)| *t) {
+            late.insert(at, (t, bits));
             self.widen(t);
         }
     }
@@ -171,13 +191,18 @@ impl MemSeries {
         if self.open.max_time().is_some_and(|max| max < before) {
             self.open = XorAppender::new();
         }
-        self.histograms.retain(|h| h.timestamp >= before);
-        self.out_of_order.retain(|(t, _)| *t >= before);
+        if let Some(extra) = &mut self.extra {
+            extra.histograms.retain(|h| h.timestamp >= before);
+            extra.out_of_order.retain(|(t, _)| *t >= before);
+            if extra.histograms.is_empty() && extra.out_of_order.is_empty() {
+                self.extra = None;
+            }
+        }
         let firsts = [
             self.closed.first().map(|c| c.min_time),
             self.open.min_time(),
-            self.histograms.first().map(|h| h.timestamp),
-            self.out_of_order.first().map(|(t, _)| *t),
+            self.histograms().first().map(|h| h.timestamp),
+            self.out_of_order().first().map(|(t, _)| *t),
         ];
         match firsts.into_iter().flatten().min() {
             Some(min) => self.min_time = min,
@@ -211,7 +236,7 @@ impl MemSeries {
             .collect();
         // Histograms: one chunk per block range and per SAMPLES_PER_CHUNK.
         let old: Vec<&Histogram> = self
-            .histograms
+            .histograms()
             .iter()
             .take_while(|h| h.timestamp < before)
             .collect();
@@ -235,7 +260,7 @@ impl MemSeries {
         // Out-of-order samples: XOR chunks per block range; writing the
         // block merges them with the in-order chunks.
         let late: Vec<(i64, f64)> = self
-            .out_of_order
+            .out_of_order()
             .iter()
             .take_while(|(t, _)| *t < before)
             .map(|(t, bits)| (*t, f64::from_bits(*bits)))
@@ -279,14 +304,14 @@ impl MemSeries {
             chunks.extend(trim_chunk(Encoding::Xor as i32, bytes, start, end));
         }
         let late = self
-            .out_of_order
+            .out_of_order()
             .iter()
             .filter(|(t, _)| (start..=end).contains(t));
         if late.clone().next().is_some() {
             chunks = merge_out_of_order(&chunks, late);
         }
         let histograms = self
-            .histograms
+            .histograms()
             .iter()
             .filter(|h| (start..=end).contains(&h.timestamp))
             .cloned()
@@ -629,6 +654,49 @@ impl Head {
         }
     }
 
+    /// Appends float samples sorted by series id (each series' samples in
+    /// their order) as [`Head::append_float`] would one by one (WAL
+    /// replay). A big batch is split at a series id and the upper part
+    /// appended on a second thread: series are independent.
+    pub fn append_sorted_floats(&mut self, rows: &[(u32, i64, u64)]) {
+        /// Below this a second thread costs more than it saves.
+        const PARALLEL_ROWS: usize = 1 << 14;
+        let range = self.chunk_range;
+        let append =
+            |series: &mut [Option<MemSeries>], first_id: usize, rows: &[(u32, i64, u64)]| {
+                let mut appended = 0u64;
+                let mut newest = i64::MIN;
+                for &(id, t, bits) in rows {
+                    if let Some(Some(s)) = series.get_mut((id as usize).wrapping_sub(first_id)) {
+                        s.append_float(t, bits, range);
+                        appended += 1;
+                        newest = newest.max(t);
+                    }
+                }
+                (appended, newest)
+            };
+        let parallel = rows.len() >= PARALLEL_ROWS
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        let (appended, newest) = if parallel {
+            let split_id = (rows[rows.len() / 2].0 as usize).min(self.series.len());
+            let first_upper = rows.partition_point(|r| (r.0 as usize) < split_id);
+            let (lower_rows, upper_rows) = rows.split_at(first_upper);
+            let (lower, upper) = self.series.split_at_mut(split_id);
+            std::thread::scope(|scope| {
+                let upper = scope.spawn(|| append(upper, split_id, upper_rows));
+                let (a, newest_a) = append(lower, 0, lower_rows);
+                let (b, newest_b) = upper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (a + b, newest_a.max(newest_b))
+            })
+        } else {
+            append(&mut self.series, 0, rows)
+        };
+        self.samples += appended;
+        self.newest = self.newest.max(newest);
+    }
+
     pub fn append_histogram(&mut self, id: u32, histogram: Histogram) {
         if let Some(Some(series)) = self.series.get_mut(id as usize) {
             self.newest = self.newest.max(histogram.timestamp);
@@ -757,6 +825,43 @@ mod tests {
             .iter()
             .flat_map(|c| crate::chunk::decode(&c.data).expect("valid chunk"))
             .collect()
+    }
+
+    #[test]
+    fn sorted_batches_append_as_one_by_one_does() {
+        // Enough rows for the two-thread path; ids past the end, removed
+        // series and late samples included.
+        let mut one_by_one = Head::default();
+        let mut batched = Head::default();
+        for id in 0..500u32 {
+            for head in [&mut one_by_one, &mut batched] {
+                head.create_series(id, vec![label("__name__", &format!("s{id}"))])
+                    .expect("fresh series");
+            }
+        }
+        let mut rows = Vec::new();
+        for round in 0..80i64 {
+            for id in 0..520u32 {
+                let t = 1_000 + round * 15_000 - i64::from(id % 7 == 3 && round % 9 == 4) * 20_000;
+                rows.push((id, t, (round as f64 * f64::from(id)).to_bits()));
+            }
+        }
+        for &(id, t, bits) in &rows {
+            one_by_one.append_float(id, t, bits);
+        }
+        rows.sort_by_key(|r| r.0);
+        assert!(rows.len() > 1 << 14);
+        batched.append_sorted_floats(&rows);
+        assert_eq!(batched.num_samples(), one_by_one.num_samples());
+        assert_eq!(batched.newest(), one_by_one.newest());
+        let all = |head: &Head| {
+            let ids = head.matching(&[], i64::MIN, i64::MAX);
+            head.select(&ids, i64::MIN, i64::MAX)
+                .iter()
+                .map(|s| (s.labels.clone(), decode_all(s)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all(&batched), all(&one_by_one));
     }
 
     #[test]

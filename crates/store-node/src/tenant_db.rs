@@ -108,6 +108,8 @@ pub(crate) struct WalState {
     /// A cut at this bound is writing blocks (backfilled samples below it
     /// must wait).
     pub(crate) cutting: Option<i64>,
+    /// Per-series predictions of the segment being appended to.
+    pub(crate) codec: wal_codec::SegmentCodec,
 }
 
 /// How long and how much of a tenant's blocks are kept; 0 keeps all.
@@ -196,10 +198,12 @@ impl TenantDb {
                     let max = segment_max.entry(segment).or_insert(i64::MIN);
                     *max = (*max).max(newest);
                 }
+                replay.flush(&mut head);
                 Ok::<_, String>((head, replay, segment_max))
             });
+            let mut codec = wal_codec::SegmentCodec::new();
             let opened = Wal::open(&wal_dir, options.wal.clone(), |segment, payload| {
-                let record = wal_codec::decode(payload)?;
+                let record = codec.decode(segment, payload)?;
                 records
                     .send((segment, record))
                     .map_err(|_| "replay stopped".to_owned())
@@ -235,6 +239,7 @@ impl TenantDb {
                 cut_before,
                 min_valid: cut_before,
                 cutting: None,
+                codec: wal_codec::SegmentCodec::new(),
             }),
             head: RwLock::new(head),
             blocks: RwLock::new(blocks),
@@ -318,13 +323,22 @@ impl TenantDb {
                 before_ms: before,
             });
         }
-        let records = plan.records();
-        if !records.is_empty() {
-            let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        if plan.has_records() {
+            let mut stateless = plan.stateless_records();
+            let samples = &plan.samples;
+            let size_hint = stateless.len_hint(samples.series_ids.len());
             let first_segment = state.wal.current_segment();
-            let appended = state.wal.append(&refs);
+            let WalState { wal, codec, .. } = &mut *state;
+            let appended = wal.append_batch(size_hint, |segment| {
+                stateless.with_samples(|| codec.encode_samples(segment, samples))
+            });
             let newest = plan.newest_sample().unwrap_or(i64::MIN);
-            for segment in first_segment..=state.wal.current_segment() {
+            let written = match appended {
+                Ok(segment) => segment..=segment,
+                // Part of the batch may be in any segment it could have reached.
+                Err(_) => first_segment..=state.wal.current_segment(),
+            };
+            for segment in written {
                 let max = state.segment_max.entry(segment).or_insert(i64::MIN);
                 *max = (*max).max(newest);
             }
@@ -629,31 +643,43 @@ impl WritePlan {
         self.timestamps().max()
     }
 
-    /// The WAL records of this plan, series first so replay can resolve ids.
-    fn records(&self) -> Vec<Vec<u8>> {
-        let mut records = Vec::new();
-        let mut push = |record: wal_record::Record| {
-            records.push(wal_codec::encode(&WalRecord {
+    /// Whether the plan writes anything to the WAL.
+    fn has_records(&self) -> bool {
+        !(self.new_series.is_empty()
+            && self.samples.series_ids.is_empty()
+            && self.histograms.series_ids.is_empty()
+            && self.metadata.is_empty())
+    }
+
+    /// The WAL records of this plan that do not depend on the segment
+    /// they go to (all but the float samples).
+    fn stateless_records(&self) -> StatelessRecords {
+        let encode = |record: wal_record::Record| {
+            wal_codec::encode(&WalRecord {
                 record: Some(record),
-            }));
+            })
         };
-        if !self.new_series.is_empty() {
-            push(wal_record::Record::Series(SeriesRecord {
+        let series = (!self.new_series.is_empty()).then(|| {
+            encode(wal_record::Record::Series(SeriesRecord {
                 entries: self.new_series.clone(),
-            }));
-        }
-        if !self.samples.series_ids.is_empty() {
-            push(wal_record::Record::Samples(self.samples.clone()));
-        }
+            }))
+        });
+        let mut after = Vec::new();
         if !self.histograms.series_ids.is_empty() {
-            push(wal_record::Record::Histograms(self.histograms.clone()));
+            after.push(encode(wal_record::Record::Histograms(
+                self.histograms.clone(),
+            )));
         }
         if !self.metadata.is_empty() {
-            push(wal_record::Record::Metadata(MetadataRecord {
+            after.push(encode(wal_record::Record::Metadata(MetadataRecord {
                 entries: self.metadata.clone(),
-            }));
+            })));
         }
-        records
+        StatelessRecords {
+            series,
+            after,
+            has_samples: !self.samples.series_ids.is_empty(),
+        }
     }
 
     fn apply(self, head: &mut Head) -> WriteOutcome {
@@ -679,6 +705,43 @@ impl WritePlan {
             },
             new_series,
         }
+    }
+}
+
+/// A plan's records but the float samples, encoded.
+struct StatelessRecords {
+    /// New series: first, so replay can resolve the ids that follow.
+    series: Option<Vec<u8>>,
+    /// Histograms and metadata, after the float samples.
+    after: Vec<Vec<u8>>,
+    has_samples: bool,
+}
+
+impl StatelessRecords {
+    /// About how many bytes the batch takes with `samples` float samples
+    /// (at most, unless the stateless records are huge).
+    fn len_hint(&self, samples: usize) -> u64 {
+        let frame = 8;
+        let series = self.series.as_ref().map_or(0, |r| r.len() + frame);
+        let after: usize = self.after.iter().map(|r| r.len() + frame).sum();
+        let samples = if self.has_samples {
+            wal_codec::max_samples_len(samples) + frame
+        } else {
+            0
+        };
+        (series + after + samples) as u64
+    }
+
+    /// The whole batch, in replay order, with the float samples record
+    /// `encode_samples` makes (not called when there are none).
+    fn with_samples(&mut self, encode_samples: impl FnOnce() -> Vec<u8>) -> Vec<Vec<u8>> {
+        let mut records = Vec::with_capacity(2 + self.after.len());
+        records.extend(self.series.take());
+        if self.has_samples {
+            records.push(encode_samples());
+        }
+        records.append(&mut self.after);
+        records
     }
 }
 
@@ -714,7 +777,17 @@ struct Replay {
     unknown_refs: u64,
     /// Samples before this are already in blocks (set per segment).
     skip_before: i64,
+    /// Float samples resolved to head ids, not appended yet: appending a
+    /// batch series by series touches each series' chunk once for several
+    /// samples instead of once per sample.
+    pending: Vec<(u32, i64, u64)>,
+    /// Scratch for sorting `pending`.
+    sorted: Vec<(u32, i64, u64)>,
+    counts: Vec<u32>,
 }
+
+/// Float samples replay gathers before appending them series by series.
+const REPLAY_BATCH: usize = 1 << 19;
 
 impl Replay {
     fn resolve(&mut self, wal_id: u32) -> Option<u32> {
@@ -750,6 +823,32 @@ impl Replay {
         Ok(())
     }
 
+    /// Appends the pending float samples, series by series (a stable
+    /// counting sort by id keeps each series' samples in WAL order).
+    fn flush(&mut self, head: &mut Head) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let ids = self.pending.iter().map(|r| r.0).max().unwrap_or(0) as usize + 1;
+        self.counts.clear();
+        self.counts.resize(ids + 1, 0);
+        for row in &self.pending {
+            self.counts[row.0 as usize + 1] += 1;
+        }
+        for i in 1..self.counts.len() {
+            self.counts[i] += self.counts[i - 1];
+        }
+        self.sorted.clear();
+        self.sorted.resize(self.pending.len(), (0, 0, 0));
+        for row in &self.pending {
+            let slot = &mut self.counts[row.0 as usize];
+            self.sorted[*slot as usize] = *row;
+            *slot += 1;
+        }
+        self.pending.clear();
+        head.append_sorted_floats(&self.sorted);
+    }
+
     fn apply_checkpoint(&mut self, head: &mut Head, checkpoint: Checkpoint) -> Result<(), String> {
         for entry in checkpoint.series {
             self.define(head, entry.id, entry.labels)?;
@@ -783,11 +882,16 @@ impl Replay {
                         continue;
                     }
                     if let Some(id) = self.resolve(*wal_id) {
-                        head.append_float(id, *t, *bits);
+                        self.pending.push((id, *t, *bits));
                     }
+                }
+                if self.pending.len() >= REPLAY_BATCH {
+                    self.flush(head);
                 }
             }
             Some(wal_record::Record::Histograms(histograms)) => {
+                // A series' floats and histograms go in in WAL order.
+                self.flush(head);
                 let rows = histograms.series_ids.into_iter().zip(histograms.histograms);
                 for (wal_id, histogram) in rows {
                     newest = newest.max(histogram.timestamp);
@@ -907,5 +1011,145 @@ mod tests {
         assert_eq!(out.new_series, 1);
         assert_eq!(out.response.samples_written, 2);
         assert_eq!(out.response.rejected[0].index, 1);
+    }
+
+    /// Every float sample in the head, per series name, as (t, value bits).
+    fn float_samples(db: &TenantDb) -> Vec<(String, Vec<(i64, u64)>)> {
+        let head = db.head();
+        let ids = head.matching(&[], i64::MIN, i64::MAX);
+        let mut out: Vec<(String, Vec<(i64, u64)>)> = head
+            .select(&ids, i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|s| {
+                let name = s.labels[0].value.clone();
+                let samples = s
+                    .chunks
+                    .iter()
+                    .flat_map(|c| crate::chunk::decode(&c.data).expect("chunk"))
+                    .map(|(t, v)| (t, v.to_bits()))
+                    .collect();
+                (name, samples)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn small_segments() -> TenantOptions {
+        TenantOptions {
+            wal: WalOptions {
+                segment_size: 600,
+                ..WalOptions::default()
+            },
+            ..TenantOptions::default()
+        }
+    }
+
+    #[test]
+    fn predicted_samples_replay_across_segment_boundaries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stale = f64::from_bits(strata_proto::STALE_NAN_BITS);
+        let before = {
+            let (db, _) =
+                TenantDb::open("t", dir.path(), small_segments(), test_cache()).expect("open");
+            for round in 0..60i64 {
+                let t = 1_000_000 + round * 15_000;
+                // A new series every few rounds, so some appear mid-segment.
+                let batch: Vec<TimeSeries> = (0..(3 + round / 4))
+                    .map(|i| {
+                        let value = match i % 3 {
+                            0 => (round * 1000 + i) as f64,
+                            1 if round % 7 == 3 => stale,
+                            1 => round as f64 / 3.0,
+                            _ => f64::INFINITY,
+                        };
+                        series(&format!("s{i}"), &[(t, value)])
+                    })
+                    .collect();
+                db.write(&batch, &[]).expect("write");
+            }
+            assert!(
+                db.wal.lock().wal.current_segment() > 5,
+                "the batches rotated"
+            );
+            float_samples(&db)
+        };
+        let (db, stats) =
+            TenantDb::open("t", dir.path(), small_segments(), test_cache()).expect("reopen");
+        assert!(stats.segments > 5);
+        assert_eq!(float_samples(&db), before);
+        // And once more after writing into the reopened WAL.
+        db.write(&[series("s0", &[(5_000_000, 1.0)])], &[])
+            .expect("write");
+        let after = float_samples(&db);
+        drop(db);
+        let (db, _) =
+            TenantDb::open("t", dir.path(), small_segments(), test_cache()).expect("reopen");
+        assert_eq!(float_samples(&db), after);
+    }
+
+    #[test]
+    fn a_wal_written_in_the_old_record_format_still_replays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stale = strata_proto::STALE_NAN_BITS;
+        {
+            // Segment 1 as an older build wrote it: protobuf records, one
+            // of them snappy-compressed.
+            let (mut wal, _) =
+                Wal::open(
+                    &dir.path().join("wal"),
+                    WalOptions::default(),
+                    |_, _| Ok(()),
+                )
+                .expect("wal");
+            let series_record = wal_codec::encode(&WalRecord {
+                record: Some(wal_record::Record::Series(SeriesRecord {
+                    entries: (0..300)
+                        .map(|i| SeriesEntry {
+                            id: i,
+                            labels: vec![label("__name__", &format!("s{i}"))],
+                        })
+                        .collect(),
+                })),
+            });
+            let samples_record = wal_codec::encode(&WalRecord {
+                record: Some(wal_record::Record::Samples(SamplesRecord {
+                    series_ids: (0..300).collect(),
+                    timestamps_ms: vec![1000; 300],
+                    value_bits: (0..300u32)
+                        .map(|i| {
+                            if i == 7 {
+                                stale
+                            } else {
+                                f64::from(i).to_bits()
+                            }
+                        })
+                        .collect(),
+                })),
+            });
+            assert_eq!(samples_record[0], 1, "the old record is snappy");
+            wal.append(&[&series_record, &samples_record])
+                .expect("append");
+        }
+        let (db, _) =
+            TenantDb::open("t", dir.path(), TenantOptions::default(), test_cache()).expect("open");
+        let old = float_samples(&db);
+        assert_eq!(old.len(), 300);
+        assert!(
+            old.iter()
+                .any(|(name, s)| name == "s7" && s == &[(1000, stale)])
+        );
+        // New records go after the old ones, in the new format.
+        db.write(&[series("s7", &[(2000, 2.5)])], &[])
+            .expect("write");
+        let both = float_samples(&db);
+        drop(db);
+        let (db, _) = TenantDb::open("t", dir.path(), TenantOptions::default(), test_cache())
+            .expect("reopen");
+        assert_eq!(float_samples(&db), both);
+        assert!(
+            both.iter()
+                .any(|(name, s)| name == "s7" && s == &[(1000, stale), (2000, 2.5f64.to_bits())])
+        );
     }
 }

@@ -331,6 +331,79 @@ impl Wal {
         }
     }
 
+    /// Appends one batch kept whole in one segment, for records encoded
+    /// against what earlier records of their segment hold (the sample
+    /// records' per-series prediction).
+    ///
+    /// First the segment is chosen: a new one when the current one is
+    /// broken or already holds records and `size_hint` more bytes would
+    /// pass the segment size. Then `encode(segment)` builds the records for
+    /// it, and all of them are written there (the segment may end up a
+    /// little larger than the size when the hint was low) and synced as
+    /// [`Wal::append`] does. Returns the segment the batch went into.
+    ///
+    /// After any error the next batch starts a new segment, so records
+    /// encoded against a batch that may be missing are never written after
+    /// it.
+    pub fn append_batch(
+        &mut self,
+        size_hint: u64,
+        encode: impl FnOnce(u64) -> Vec<Vec<u8>>,
+    ) -> Result<u64, WalError> {
+        let result = self.append_batch_inner(size_hint, encode);
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn append_batch_inner(
+        &mut self,
+        size_hint: u64,
+        encode: impl FnOnce(u64) -> Vec<Vec<u8>>,
+    ) -> Result<u64, WalError> {
+        let holds_records = self.segment_bytes > HEADER_LEN;
+        if self.broken
+            || (holds_records
+                && self.segment_bytes.saturating_add(size_hint) > self.options.segment_size)
+        {
+            self.rotate()?;
+        }
+        let segment = self.segment;
+        let records = encode(segment);
+        for record in &records {
+            if record.is_empty() {
+                return Err(WalError::EmptyRecord);
+            }
+            if record.len() > MAX_RECORD_SIZE {
+                return Err(WalError::RecordTooLarge {
+                    len: record.len(),
+                    max: MAX_RECORD_SIZE,
+                });
+            }
+        }
+        if records.is_empty() {
+            return Ok(segment);
+        }
+        let framed_len: usize = records
+            .iter()
+            .map(|r| FRAME_HEADER_LEN as usize + r.len())
+            .sum();
+        let mut pending = Vec::with_capacity(framed_len);
+        for record in &records {
+            // Lengths fit in u32: records were checked against MAX_RECORD_SIZE.
+            pending.extend_from_slice(&(record.len() as u32).to_le_bytes());
+            pending.extend_from_slice(&crc32c::crc32c(record).to_le_bytes());
+            pending.extend_from_slice(record);
+        }
+        self.write_pending(&mut pending)?;
+        match self.options.fsync {
+            FsyncPolicy::Always => self.sync()?,
+            FsyncPolicy::Interval(_) => self.sync_if_due()?,
+        }
+        Ok(segment)
+    }
+
     /// Forces durability of everything appended so far (used by interval
     /// flushing and on shutdown; dropping a `Wal` does not sync).
     pub fn sync(&mut self) -> Result<(), WalError> {
