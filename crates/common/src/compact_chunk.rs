@@ -61,8 +61,10 @@ mod plan;
 #[cfg(test)]
 mod tests;
 
+use crate::bits::{
+    self, Unpacker, VarintError, packed_len, put_uvarint, put_varint, uvarint_len, varint_len,
+};
 use crate::chunk::{self, ChunkError};
-use crate::bits::{self, Unpacker, VarintError, packed_len, put_uvarint, put_varint, uvarint_len, varint_len};
 use decode::decode_appending;
 use plan::{TimePlan, ValuePlan};
 

@@ -1,12 +1,12 @@
 //! Reading a compact chunk: the header, then each section in its layout,
 //! into preallocated slots. Every length is checked before it is trusted.
 
-use crate::bits::{Cursor, MsbReader, Unpacker, packed_len, unzigzag};
 use super::{
     DecodeError, INV_POW10, IntSection, MAX_SAMPLES, MAX_SCALE, POW10, Scale, TIME_PACKED,
     TIME_PATCHED, VALUE_BITS, VALUE_CONST, VALUE_DIVIDE, VALUE_MULTIPLY, VALUE_XOR, corrupt,
     truncated, varint_error,
 };
+use crate::bits::{Cursor, MsbReader, Unpacker, packed_len, unzigzag};
 
 /// The tag's (time layout, value layout) and the sample count.
 pub(super) fn read_header(cursor: &mut Cursor<'_>) -> Result<(u8, u8, usize), DecodeError> {

@@ -1,10 +1,10 @@
 //! The encoder's choices: for each section of a chunk, every layout worth
 //! trying is sized, and the smallest is written.
 
+use super::{IntSection, MAX_SCALE, Scale, TIME_PACKED, TIME_PATCHED, VALUE_CONST, VALUE_XOR};
 use crate::bits::{
     MsbWriter, bit_width, pack, packed_len, put_uvarint, put_varint, uvarint_len, zigzag,
 };
-use super::{IntSection, MAX_SCALE, Scale, TIME_PACKED, TIME_PATCHED, VALUE_CONST, VALUE_XOR};
 
 /// The timestamp section chosen for a chunk: deltas minus `base`, packed
 /// at `width` bits, except those in `exceptions`.

@@ -201,10 +201,13 @@ pub fn decode(state: &mut SegmentState, body: &[u8]) -> Result<SamplesRecord, St
         return Err(format!("wal samples record claims {n} samples"));
     }
     let n = n as usize;
+    // A damaged record that passes its CRC must not reserve gigabytes up
+    // front: start at most at a million and grow.
+    let capacity = n.min(1 << 20);
     let mut record = SamplesRecord {
-        series_ids: Vec::with_capacity(n),
-        timestamps_ms: Vec::with_capacity(n),
-        value_bits: Vec::with_capacity(n),
+        series_ids: Vec::with_capacity(capacity),
+        timestamps_ms: Vec::with_capacity(capacity),
+        value_bits: Vec::with_capacity(capacity),
     };
     let mut previous_id = 0u32;
     for _ in 0..n {
