@@ -17,7 +17,7 @@ use strata_proto::prometheus::Label;
 
 /// A stable 64-bit FNV-1a: every process must agree on it forever, so no
 /// std hasher (their seeds and algorithms may change).
-fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
     let mut hash = hash;
     for &b in bytes {
         hash ^= u64::from(b);
@@ -26,10 +26,10 @@ fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// A final avalanche so that nearby FNV values spread over all buckets.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;

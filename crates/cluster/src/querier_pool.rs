@@ -26,6 +26,8 @@ use strata_common::{GrpcQueryClient, QueryApi, ServiceError};
 use strata_proto::query::{QueryRequest, QueryResponse};
 use tokio::sync::{Semaphore, watch};
 
+use crate::placement::{FNV_OFFSET, fnv1a, mix};
+
 /// One querier endpoint and its free slots.
 #[derive(Debug, Clone)]
 struct Querier {
@@ -173,25 +175,6 @@ fn tenant_shard(mut queriers: Vec<Querier>, tenant: &str, size: usize) -> Vec<Qu
     queriers.truncate(size);
     queriers.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
     queriers
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-/// Spreads FNV's low-entropy high bits (a 64-bit finalizer).
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
 }
 
 /// `http://host:port` as one URL per IP `host` resolves to.
