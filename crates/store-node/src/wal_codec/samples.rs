@@ -38,6 +38,10 @@ use crate::hash::FastBuild;
 /// rare larger ones (and damaged input) in a map, so an id read from a
 /// damaged record never makes us allocate gigabytes.
 const DENSE_IDS: u32 = 1 << 22;
+/// The vector grows to an id only while it stays at least a quarter full
+/// (beyond this many slots): after churn the live ids of a head can be few
+/// and high, and those go to the map instead of a mostly empty vector.
+const DENSE_SLACK: usize = 1 << 16;
 /// Unary quotients of id gaps longer than this escape to 32 raw bits.
 const MAX_UNARY: u32 = 32;
 
@@ -72,6 +76,8 @@ pub struct SegmentState {
     segment: Option<u64>,
     dense: Vec<Prediction>,
     sparse: HashMap<u32, Prediction, FastBuild>,
+    /// Predictions set in this segment (for the vector's density).
+    count: usize,
 }
 
 impl SegmentState {
@@ -88,33 +94,44 @@ impl SegmentState {
     pub fn forget(&mut self) {
         self.segment = None;
         self.sparse.clear();
+        self.count = 0;
         // Keeps the capacity: the next segment has about the same series.
         self.dense.clear();
     }
 
+    /// An id's prediction: the vector's when set there, else the map's
+    /// (an id may have gone to the map before the vector grew past it).
     fn get(&self, id: u32) -> Option<Prediction> {
-        let found = if id < DENSE_IDS {
-            self.dense.get(id as usize).copied()
-        } else {
-            self.sparse.get(&id).copied()
-        };
-        found.filter(|p| p.set)
+        self.dense
+            .get(id as usize)
+            .filter(|p| p.set)
+            .or_else(|| self.sparse.get(&id))
+            .copied()
     }
 
     fn set(&mut self, id: u32, mut prediction: Prediction) {
         prediction.set = true;
-        if id < DENSE_IDS {
-            let slot = id as usize;
-            if self.dense.len() <= slot {
-                // Amortized growth; ids are dense in practice.
-                self.dense.resize(
-                    (slot + 1).max(self.dense.len() * 5 / 4),
-                    Prediction::default(),
-                );
+        let slot = id as usize;
+        if let Some(entry) = self.dense.get_mut(slot) {
+            if !entry.set && !self.sparse.contains_key(&id) {
+                self.count += 1;
+            }
+            *entry = prediction;
+            return;
+        }
+        let dense_enough = slot < 4 * (self.count + 1) + DENSE_SLACK;
+        if id < DENSE_IDS && dense_enough {
+            // Amortized growth.
+            self.dense.resize(
+                (slot + 1).max(self.dense.len() * 5 / 4),
+                Prediction::default(),
+            );
+            if !self.sparse.contains_key(&id) {
+                self.count += 1;
             }
             self.dense[slot] = prediction;
-        } else {
-            self.sparse.insert(id, prediction);
+        } else if self.sparse.insert(id, prediction).is_none() {
+            self.count += 1;
         }
     }
 }
@@ -527,5 +544,49 @@ impl<'a> BitReader<'a> {
         self.buffer <<= n;
         self.loaded -= n;
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_high_series_ids_keep_the_state_small() {
+        // After churn a head's live ids can be few and high: 2,000 series
+        // with ids around 3.9 million must not size a vector by the ids.
+        let mut state = SegmentState::default();
+        state.enter(1);
+        let ids: Vec<u32> = (0..2_000).map(|i| 3_900_000 + i * 37).collect();
+        for (n, &id) in ids.iter().enumerate() {
+            state.set(
+                id,
+                Prediction {
+                    t: n as i64,
+                    ..Prediction::default()
+                },
+            );
+        }
+        assert!(
+            state.dense.len() < 100_000,
+            "vector of {}",
+            state.dense.len()
+        );
+        for (n, &id) in ids.iter().enumerate() {
+            assert_eq!(state.get(id).map(|p| p.t), Some(n as i64));
+        }
+        // Dense low ids still go to the vector.
+        for id in 0..50_000u32 {
+            state.set(
+                id,
+                Prediction {
+                    t: -1,
+                    ..Prediction::default()
+                },
+            );
+        }
+        assert!(state.dense.len() >= 50_000);
+        assert_eq!(state.get(49_999).map(|p| p.t), Some(-1));
+        assert_eq!(state.get(ids[7]).map(|p| p.t), Some(7));
     }
 }
