@@ -284,6 +284,10 @@ impl Wal {
     /// acknowledge it); part of it may be replayed after a restart. After a
     /// failed write or sync the current segment is abandoned and the next
     /// append starts a new one.
+    ///
+    /// Only for self-contained records: predicted sample records (format 2)
+    /// depend on the segment they land in and must go through
+    /// [`Wal::append_batch`], which encodes them for that segment.
     pub fn append(&mut self, records: &[&[u8]]) -> Result<(), WalError> {
         for record in records {
             if record.is_empty() {
