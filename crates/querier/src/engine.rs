@@ -390,7 +390,7 @@ fn check_scalar_argument(
 fn check(expr: &Expr) -> Result<(), QueryError> {
     match expr {
         Expr::Call(call) => {
-            if call.func.experimental || EXPERIMENTAL.contains(&call.func.name) {
+            if !crate::parse_error::is_enabled_function(call.func.name) {
                 return Err(QueryError::parse(format!(
                     "function \"{}\" is not enabled",
                     call.func.name
@@ -441,25 +441,6 @@ fn check_regexes(vs: &promql_parser::parser::VectorSelector) -> Result<(), Query
     }
     Ok(())
 }
-
-/// Functions Prometheus 3.5 only offers behind `--enable-feature=promql-experimental-functions`.
-const EXPERIMENTAL: &[&str] = &[
-    "double_exponential_smoothing",
-    "first_over_time",
-    "info",
-    "mad_over_time",
-    "sort_by_label",
-    "sort_by_label_desc",
-    "ts_of_first_over_time",
-    "ts_of_last_over_time",
-    "ts_of_max_over_time",
-    "ts_of_min_over_time",
-    "histogram_quantiles",
-    "integral",
-    "max_of",
-    "min_of",
-    "start_timestamp",
-];
 
 /// One selector's fetch.
 struct FetchPlan {

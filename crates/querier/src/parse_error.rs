@@ -8,6 +8,8 @@
 //! worded (`1:5: parse error: unexpected ...`). It builds no usable AST:
 //! evaluation always works on `promql-parser`'s.
 
+use strata_common::{MatchOp, Matcher, MatcherError};
+
 /// Prometheus' error for a query that does not parse, as
 /// `line:column: parse error: message` (of several, Prometheus reports the
 /// first found), or `None` when this parser finds nothing to report.
@@ -1383,9 +1385,14 @@ impl Parser {
                     self.record(pos, format!("error parsing regexp: {message}"));
                     return false;
                 }
-                let anchored = format!("^(?s:{})$", crate::regex_compat::translate(value));
-                match regex::Regex::new(&anchored) {
-                    Ok(re) => re.is_match("") == (op == "=~"),
+                // The engine's own matcher, so "matches empty" means the same.
+                let op = if op == "=~" {
+                    MatchOp::RegexMatch
+                } else {
+                    MatchOp::RegexNoMatch
+                };
+                match Matcher::new(op, "", &crate::regex_compat::translate(value)) {
+                    Ok(matcher) => matcher.matches_empty(),
                     Err(e) => {
                         self.record(pos, format!("error parsing regexp: {}", regex_message(&e)));
                         false
@@ -1481,10 +1488,13 @@ fn unquote(text: &str) -> String {
     out
 }
 
-/// The part of a Rust regex error Prometheus' (Go's) would say; Go's exact
+/// The part of a regex error Prometheus' (Go's) would say; Go's exact
 /// wording is only matched for the most common mistakes.
-fn regex_message(e: &regex::Error) -> String {
-    let text = e.to_string();
+fn regex_message(e: &MatcherError) -> String {
+    let text = match e {
+        MatcherError::InvalidRegex { message, .. } => message.as_str(),
+        MatcherError::UnknownType(_) => return e.to_string(),
+    };
     if text.contains("unclosed group") {
         return "missing closing ): `(`".to_owned();
     }
@@ -1492,7 +1502,7 @@ fn regex_message(e: &regex::Error) -> String {
         .lines()
         .rev()
         .find(|l| l.starts_with("error:"))
-        .unwrap_or(&text);
+        .unwrap_or(text);
     last.trim_start_matches("error:").trim().to_owned()
 }
 
@@ -1658,6 +1668,12 @@ const FUNCTIONS: &[Function] = &[
 
 fn get_function(name: &str) -> Option<&'static Function> {
     FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+/// Whether Prometheus 3.5 offers a function without feature flags
+/// (`promql-parser` also knows experimental and newer ones).
+pub(crate) fn is_enabled_function(name: &str) -> bool {
+    get_function(name).is_some_and(|f| !f.experimental)
 }
 
 // ---------------------------------------------------------------- checks

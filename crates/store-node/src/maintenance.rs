@@ -246,25 +246,23 @@ impl TenantDb {
     }
 
     fn write_cut_blocks(&self, before: i64) -> Result<Vec<Arc<Block>>, TenantDbError> {
-        let data = self.head.read().data_before(before);
+        let mut data = self.head.read().data_before(before);
         let range = self.options.block_range_ms;
         // Chunks never cross a range boundary: one block per range. The
         // blocks are written one after the other and each series is built
-        // (labels copied, chunks re-encoded) only as the writer takes it,
-        // so a flush covering many ranges holds no more than the head's
-        // copy plus one series at a time.
+        // (labels copied, chunks moved out of the cut copy and re-encoded)
+        // only as the writer takes it, so a flush covering many ranges holds
+        // no more than the cut copy plus one series at a time.
         let ends: BTreeSet<i64> = data
             .iter()
             .flat_map(|s| s.chunks.iter().map(|c| range_end(c.min_time, range)))
             .collect();
         let mut written = Vec::new();
         for end in ends {
-            let series = data.iter().filter_map(|s| {
+            let series = data.iter_mut().filter_map(|s| {
                 let chunks: Vec<_> = s
                     .chunks
-                    .iter()
-                    .filter(|c| range_end(c.min_time, range) == end)
-                    .cloned()
+                    .extract_if(.., |c| range_end(c.min_time, range) == end)
                     .collect();
                 (!chunks.is_empty()).then(|| Ok(block_series(s.labels.clone(), chunks)))
             });

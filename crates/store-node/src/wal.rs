@@ -195,6 +195,24 @@ pub struct Wal {
     broken: bool,
 }
 
+/// Refuses empty records and records over [`MAX_RECORD_SIZE`] before
+/// anything of a batch is written.
+fn check_records<R: AsRef<[u8]>>(records: &[R]) -> Result<(), WalError> {
+    for record in records {
+        let len = record.as_ref().len();
+        if len == 0 {
+            return Err(WalError::EmptyRecord);
+        }
+        if len > MAX_RECORD_SIZE {
+            return Err(WalError::RecordTooLarge {
+                len,
+                max: MAX_RECORD_SIZE,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Wal {
     /// Opens (creating if needed) the WAL in `dir`, replaying every record in
     /// order through `on_record(segment_number, payload)` before returning.
@@ -289,17 +307,7 @@ impl Wal {
     /// depend on the segment they land in and must go through
     /// [`Wal::append_batch`], which encodes them for that segment.
     pub fn append(&mut self, records: &[&[u8]]) -> Result<(), WalError> {
-        for record in records {
-            if record.is_empty() {
-                return Err(WalError::EmptyRecord);
-            }
-            if record.len() > MAX_RECORD_SIZE {
-                return Err(WalError::RecordTooLarge {
-                    len: record.len(),
-                    max: MAX_RECORD_SIZE,
-                });
-            }
-        }
+        check_records(records)?;
         if records.is_empty() {
             return Ok(());
         }
@@ -375,17 +383,7 @@ impl Wal {
         }
         let segment = self.segment;
         let records = encode(segment);
-        for record in &records {
-            if record.is_empty() {
-                return Err(WalError::EmptyRecord);
-            }
-            if record.len() > MAX_RECORD_SIZE {
-                return Err(WalError::RecordTooLarge {
-                    len: record.len(),
-                    max: MAX_RECORD_SIZE,
-                });
-            }
-        }
+        check_records(&records)?;
         if records.is_empty() {
             return Ok(segment);
         }
