@@ -16,7 +16,7 @@ use strata_proto::prometheus::{
 };
 use strata_proto::wal::{SamplesRecord, SeriesEntry, SeriesRecord, WalRecord, wal_record};
 
-use crate::support::{Strata, agent, push, wait_until};
+use crate::support::{Readiness, Strata, agent, push, wait_until};
 
 /// Reads every series matching `matchers` in `[start_ms, end_ms]` through
 /// remote read with the `SAMPLES` response type.
@@ -674,23 +674,18 @@ fn samples_record(id: u32, t: i64, v: f64) -> WalRecord {
     }
 }
 
-/// Spawns `strata` and waits until it is ready or has given up.
+/// Spawns `strata` and waits until it is ready or has given up (a start
+/// that lost its ports to another process is retried on new ones).
 fn start_or_log(data: &Path) -> Result<Strata, String> {
-    let strata = Strata::spawn(data, &[]);
-    let url = strata.url("/-/ready");
-    let mut ready = false;
-    wait_until(
-        "strata to become ready or fail",
-        Duration::from_secs(30),
-        || {
-            ready = agent()
-                .get(&url)
-                .call()
-                .is_ok_and(|r| r.status().as_u16() == 200);
-            ready || strata.log().lines().any(|l| l.starts_with("strata: "))
-        },
-    );
-    if ready { Ok(strata) } else { Err(strata.log()) }
+    for _ in 0..5 {
+        let mut strata = Strata::spawn(data, &[]);
+        match strata.wait_ready_or_exit(Duration::from_secs(30)) {
+            Readiness::Ready => return Ok(strata),
+            Readiness::Exited(log) if log.contains("cannot listen on") => continue,
+            Readiness::Exited(log) | Readiness::TimedOut(log) => return Err(log),
+        }
+    }
+    Err("strata lost its ports to other processes 5 times in a row".to_owned())
 }
 
 /// The float samples of every series of the default tenant, by metric name.

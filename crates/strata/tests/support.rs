@@ -38,6 +38,14 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// How waiting for a started `strata` ended; the variants carrying the log.
+#[derive(Debug)]
+pub enum Readiness {
+    Ready,
+    Exited(String),
+    TimedOut(String),
+}
+
 /// A running `strata` process on loopback ports, killed when dropped.
 #[derive(Debug)]
 pub struct Strata {
@@ -51,10 +59,50 @@ pub struct Strata {
 impl Strata {
     /// Starts `strata` on fresh ports with `data_dir`, plus `extra` flags,
     /// and waits until `/-/ready` answers 200.
+    ///
+    /// `free_port()` only finds ports free at the moment of asking; an
+    /// outgoing connection of another test may take one before `strata`
+    /// binds it. Such a start is retried on new ports; any other failure
+    /// panics with the process's log.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Strata {
-        let strata = Strata::spawn(data_dir, extra);
-        strata.wait_ready();
-        strata
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let mut strata = Strata::spawn(data_dir, extra);
+            match strata.wait_ready_or_exit(Duration::from_secs(60)) {
+                Readiness::Ready => return strata,
+                Readiness::Exited(log) if log.contains("cannot listen on") => continue,
+                Readiness::Exited(log) => panic!("strata exited before it was ready:\n{log}"),
+                Readiness::TimedOut(log) => {
+                    panic!("timed out after 60s waiting for strata to become ready:\n{log}")
+                }
+            }
+        }
+        panic!("strata lost its ports to other processes {ATTEMPTS} times in a row");
+    }
+
+    /// Polls `/-/ready` until it answers 200, the process exits or
+    /// `timeout` passes.
+    pub fn wait_ready_or_exit(&mut self, timeout: Duration) -> Readiness {
+        let url = self.url("/-/ready");
+        let agent = agent();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if agent
+                .get(&url)
+                .call()
+                .is_ok_and(|r| r.status().as_u16() == 200)
+            {
+                return Readiness::Ready;
+            }
+            if let Some(child) = self.child.as_mut()
+                && child.try_wait().is_ok_and(|status| status.is_some())
+            {
+                self.child = None;
+                return Readiness::Exited(self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Readiness::TimedOut(self.log())
     }
 
     /// Starts without waiting for readiness.
@@ -91,17 +139,6 @@ impl Strata {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base())
-    }
-
-    pub fn wait_ready(&self) {
-        let url = self.url("/-/ready");
-        let agent = agent();
-        wait_until("strata to become ready", Duration::from_secs(60), || {
-            agent
-                .get(&url)
-                .call()
-                .is_ok_and(|r| r.status().as_u16() == 200)
-        });
     }
 
     /// The process's log so far (for assertion messages).
