@@ -161,6 +161,19 @@ struct IngestArgs {
     /// its start-up until ready (WAL replay).
     #[arg(long)]
     replay: bool,
+
+    /// How --replay stops the server: `term` (a clean shutdown; Strata
+    /// then loads its head snapshot) or `kill` (SIGKILL, a crash: the
+    /// whole WAL is replayed).
+    #[arg(long, value_enum, default_value_t = StopKind::Term)]
+    replay_after: StopKind,
+}
+
+/// How a server is stopped before a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StopKind {
+    Term,
+    Kill,
 }
 
 fn main() -> ExitCode {
@@ -408,7 +421,7 @@ fn run_target(
 
     let replay = match (server.as_mut(), args.replay) {
         (Some(server), true) => {
-            let took = server.restart()?;
+            let took = server.restart(args.replay_after == StopKind::Kill)?;
             eprintln!("{name}: restarted and ready in {:.2}s", took.as_secs_f64());
             Some(took)
         }

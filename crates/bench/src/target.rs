@@ -179,10 +179,18 @@ impl Server {
         }
     }
 
-    /// Stops the server (SIGTERM) and starts it again on the same data;
-    /// returns the time from the new start until `/-/ready` (WAL replay).
-    pub fn restart(&mut self) -> Result<Duration> {
-        self.stop(Duration::from_secs(120))?;
+    /// Stops the server (SIGTERM, or SIGKILL with `crash`) and starts it
+    /// again on the same data; returns the time from the new start until
+    /// `/-/ready` (WAL replay).
+    pub fn restart(&mut self, crash: bool) -> Result<Duration> {
+        if crash {
+            if let Some(mut child) = self.child.take() {
+                child.kill().context("kill the server")?;
+                child.wait().context("wait for the killed server")?;
+            }
+        } else {
+            self.stop(Duration::from_secs(120))?;
+        }
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.log_path)

@@ -53,6 +53,24 @@ pub enum ChunkError {
     Corrupt { sample: usize, reason: &'static str },
 }
 
+/// Everything an [`XorAppender`] needs to go on appending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XorAppenderState {
+    /// The chunk so far, header included.
+    pub bytes: Vec<u8>,
+    /// Low bits of the last byte not written yet (0–7).
+    pub free_bits: u8,
+    pub first_t: i64,
+    /// The last sample's timestamp and value bits.
+    pub t: i64,
+    pub v_bits: u64,
+    /// The last timestamp delta.
+    pub t_delta: u64,
+    /// The current XOR window (`leading` 0xff: none chosen yet).
+    pub leading: u8,
+    pub trailing: u8,
+}
+
 /// Appends samples to one XOR chunk, keeping its bytes valid after each
 /// append.
 #[derive(Debug, Clone)]
@@ -171,6 +189,62 @@ impl XorAppender {
     /// The complete chunk bytes so far (header count included), cheap to call.
     pub fn bytes(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The appender's whole state, to be restored by [`XorAppender::resume`]
+    /// (a head snapshot keeps open chunks appendable across a restart).
+    pub fn state(&self) -> XorAppenderState {
+        XorAppenderState {
+            bytes: self.buf.clone(),
+            free_bits: self.free_bits as u8,
+            first_t: self.first_t,
+            t: self.t,
+            v_bits: self.v_bits,
+            t_delta: self.t_delta,
+            leading: self.leading,
+            trailing: self.trailing,
+        }
+    }
+
+    /// An appender continuing from `state`. The state is checked so that no
+    /// later append can misbehave: the bytes hold at least the header, the
+    /// free bits fit the last byte, and the value window is one an encoder
+    /// can have. (Whether the bits decode is the chunk's checksum's job.)
+    pub fn resume(state: XorAppenderState) -> Result<XorAppender, ChunkError> {
+        let corrupt = |reason| ChunkError::Corrupt { sample: 0, reason };
+        let XorAppenderState {
+            bytes,
+            free_bits,
+            first_t,
+            t,
+            v_bits,
+            t_delta,
+            leading,
+            trailing,
+        } = state;
+        let [hi, lo, ..] = bytes[..] else {
+            return Err(ChunkError::MissingHeader { len: bytes.len() });
+        };
+        let count = u16::from_be_bytes([hi, lo]);
+        if free_bits > 7 || (free_bits > 0 && bytes.len() == HEADER_LEN) {
+            return Err(corrupt("free bits do not fit the last byte"));
+        }
+        let window_ok = leading == NO_WINDOW
+            || (leading <= 31 && trailing < 64 && u32::from(leading) + u32::from(trailing) < 64);
+        if !window_ok {
+            return Err(corrupt("impossible value window"));
+        }
+        Ok(XorAppender {
+            buf: bytes,
+            free_bits: u32::from(free_bits),
+            count,
+            first_t,
+            t,
+            v_bits,
+            t_delta,
+            leading,
+            trailing,
+        })
     }
 
     /// Writes the low `nbits` bits of `value`, most significant first.
@@ -835,6 +909,44 @@ mod tests {
                 .flat_map(|c| decode(c).expect("decodes"))
                 .collect();
             prop_assert_eq!(bits(&chunked), bits(&samples));
+        }
+
+        #[test]
+        fn a_resumed_appender_goes_on_as_the_original(
+            ts in timestamps(),
+            vs in prop::collection::vec(values(), 300),
+            split in 0usize..300,
+        ) {
+            let samples: Vec<(i64, f64)> = ts.iter().zip(vs.iter()).map(|(&t, &v)| (t, v)).collect();
+            let split = split.min(samples.len());
+            let mut original = encode(&samples[..split]);
+            let mut resumed = XorAppender::resume(original.state()).expect("a real state resumes");
+            for &(t, v) in &samples[split..] {
+                original.append(t, v);
+                resumed.append(t, v);
+            }
+            prop_assert_eq!(resumed.bytes(), original.bytes());
+            prop_assert_eq!(resumed.len(), samples.len());
+            prop_assert_eq!(resumed.min_time(), original.min_time());
+            prop_assert_eq!(resumed.last().map(|(t, v)| (t, v.to_bits())), original.last().map(|(t, v)| (t, v.to_bits())));
+        }
+
+        #[test]
+        fn resuming_any_state_never_panics_later(
+            bytes in prop::collection::vec(any::<u8>(), 0..8),
+            free_bits in any::<u8>(),
+            leading in any::<u8>(),
+            trailing in any::<u8>(),
+            v_bits in any::<u64>(),
+        ) {
+            let state = XorAppenderState {
+                bytes, free_bits, first_t: 0, t: 0, v_bits, t_delta: 0, leading, trailing,
+            };
+            if let Ok(mut app) = XorAppender::resume(state)
+                && !app.is_full()
+            {
+                app.append(15_000, 1.5);
+            }
         }
 
         #[test]

@@ -18,6 +18,8 @@ use crate::hash::{FastBuild, labels_hash};
 use crate::index::LabelIndex;
 use crate::packed_labels::PackedLabels;
 
+pub mod snapshot;
+
 /// Why a sample was refused by the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleRejection {
@@ -629,6 +631,11 @@ impl Head {
             self.remove_series(*id);
         }
         emptied.len()
+    }
+
+    /// The ids of every live series.
+    pub fn live_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.live_series().map(|(id, _)| id)
     }
 
     /// Every live series' id and labels (for a WAL checkpoint).

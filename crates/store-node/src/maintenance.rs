@@ -169,8 +169,11 @@ impl TenantDb {
     /// One maintenance pass with `retention` (a tenant's override or the
     /// configured one).
     pub fn maintain_with(&self, retention: Retention) -> Result<MaintenanceReport, TenantDbError> {
-        let _serialized = self.maintenance.lock();
+        let snapshotted = self.maintenance.lock();
         let mut report = MaintenanceReport::default();
+        if *snapshotted {
+            return Ok(report);
+        }
         loop {
             let Some((min, max)) = self.head.read().time_range() else {
                 break;
@@ -193,7 +196,10 @@ impl TenantDb {
     /// Cuts everything in the head into blocks now; returns the number of
     /// blocks written.
     pub fn flush(&self) -> Result<usize, TenantDbError> {
-        let _serialized = self.maintenance.lock();
+        let snapshotted = self.maintenance.lock();
+        if *snapshotted {
+            return Ok(0);
+        }
         let range = self.head.read().time_range();
         let block_range = self.options.block_range_ms;
         match range {

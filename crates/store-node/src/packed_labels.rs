@@ -42,6 +42,26 @@ impl PackedLabels {
         pairs.next().is_none()
     }
 
+    /// The packed bytes (for a head snapshot).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Labels from packed bytes read back from disk: `None` unless the
+    /// bytes are whole pairs of valid UTF-8.
+    pub fn parse(bytes: &[u8]) -> Option<Vec<Label>> {
+        let mut pairs = Pairs { rest: bytes };
+        let mut labels = Vec::new();
+        while !pairs.rest.is_empty() {
+            let (name, value) = pairs.next()?;
+            labels.push(Label {
+                name: String::from_utf8(name.to_vec()).ok()?,
+                value: String::from_utf8(value.to_vec()).ok()?,
+            });
+        }
+        Some(labels)
+    }
+
     pub fn unpack(&self) -> Vec<Label> {
         self.pairs()
             .map(|(name, value)| Label {
@@ -122,5 +142,14 @@ mod tests {
         assert!(!packed.matches(&more));
         assert!(PackedLabels::pack(&[]).matches(&[]));
         assert!(PackedLabels::pack(&[]).unpack().is_empty());
+        assert_eq!(PackedLabels::parse(packed.as_bytes()), Some(labels));
+        let bytes = packed.as_bytes();
+        assert_eq!(PackedLabels::parse(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(
+            PackedLabels::parse(&[1, b'a']),
+            None,
+            "a name without its value"
+        );
+        assert_eq!(PackedLabels::parse(&[1, 0xff, 0]), None, "not UTF-8");
     }
 }

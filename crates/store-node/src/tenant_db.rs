@@ -20,6 +20,7 @@ use strata_proto::wal::{
 
 use crate::block::{Block, BlockCache, BlockError};
 use crate::hash::FastBuild;
+use crate::head::snapshot::{self, SnapshotMeta};
 use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
 use crate::{maintenance, merge, wal_codec};
@@ -42,6 +43,12 @@ pub enum TenantDbError {
         tenant: String,
         #[source]
         source: BlockError,
+    },
+    #[error("tenant {tenant}: cannot write the head snapshot")]
+    Snapshot {
+        tenant: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error(
         "tenant {tenant} is cutting its head into a block; retry the write of samples older than {before_ms}"
@@ -143,8 +150,10 @@ pub struct TenantDb {
     /// compactions and retention, under the head's write lock for cuts.
     pub(crate) blocks: RwLock<Vec<Arc<Block>>>,
     pub(crate) block_cache: Arc<BlockCache>,
-    /// Serializes cuts, compactions and retention of this tenant.
-    pub(crate) maintenance: Mutex<()>,
+    /// Serializes cuts, compactions and retention of this tenant. True once
+    /// a head snapshot was taken at shutdown: from then on nothing may cut
+    /// the head (the snapshot would no longer match the blocks and the WAL).
+    pub(crate) maintenance: Mutex<bool>,
 }
 
 impl TenantDb {
@@ -161,7 +170,6 @@ impl TenantDb {
                 source,
             }
         })?;
-        let mut head = Head::new(options.block_range_ms);
         let wal_dir: PathBuf = dir.join("wal");
         let checkpoint =
             maintenance::read_checkpoint(&wal_dir).map_err(|reason| TenantDbError::Checkpoint {
@@ -173,7 +181,22 @@ impl TenantDb {
             Some(c) => (c.cut_before_ms, c.first_new_segment),
             None => (i64::MIN, 0),
         };
-        if let Some(checkpoint) = checkpoint {
+        let snapshot = load_snapshot(tenant, dir, options.block_range_ms, cut_before);
+        let (mut head, first_replayed, min_valid, segment_max) = match snapshot {
+            Some((head, meta)) => {
+                replay.adopt(&head);
+                let first = meta.covered_segment.saturating_add(1);
+                (head, first, meta.min_valid, meta.segment_max)
+            }
+            None => (
+                Head::new(options.block_range_ms),
+                0,
+                cut_before,
+                BTreeMap::new(),
+            ),
+        };
+        let from_snapshot = first_replayed > 0;
+        if !from_snapshot && let Some(checkpoint) = checkpoint {
             replay
                 .apply_checkpoint(&mut head, checkpoint)
                 .map_err(|reason| TenantDbError::Checkpoint {
@@ -187,7 +210,7 @@ impl TenantDb {
         let (records, received) = std::sync::mpsc::sync_channel::<(u64, WalRecord)>(256);
         let (opened, applied) = std::thread::scope(|scope| {
             let applier = scope.spawn(move || {
-                let mut segment_max = BTreeMap::new();
+                let mut segment_max = segment_max;
                 for (segment, record) in received {
                     replay.skip_before = if segment < first_new_segment {
                         cut_before
@@ -202,12 +225,17 @@ impl TenantDb {
                 Ok::<_, String>((head, replay, segment_max))
             });
             let mut codec = wal_codec::SegmentCodec::new();
-            let opened = Wal::open(&wal_dir, options.wal.clone(), |segment, payload| {
-                let record = codec.decode(segment, payload)?;
-                records
-                    .send((segment, record))
-                    .map_err(|_| "replay stopped".to_owned())
-            });
+            let opened = Wal::open_from(
+                &wal_dir,
+                options.wal.clone(),
+                first_replayed,
+                |segment, payload| {
+                    let record = codec.decode(segment, payload)?;
+                    records
+                        .send((segment, record))
+                        .map_err(|_| "replay stopped".to_owned())
+                },
+            );
             drop(records);
             let applied = applier
                 .join()
@@ -222,6 +250,11 @@ impl TenantDb {
             tenant: tenant.to_owned(),
             source,
         })?;
+        if from_snapshot {
+            // Loaded once: from now on the WAL moves on (cuts, truncation)
+            // and only a new snapshot at the next shutdown matches it.
+            remove_snapshot(tenant, dir);
+        }
         if replay.unknown_refs > 0 {
             tracing::warn!(
                 tenant,
@@ -237,14 +270,14 @@ impl TenantDb {
                 wal,
                 segment_max,
                 cut_before,
-                min_valid: cut_before,
+                min_valid,
                 cutting: None,
                 codec: wal_codec::SegmentCodec::new(),
             }),
             head: RwLock::new(head),
             blocks: RwLock::new(blocks),
             block_cache,
-            maintenance: Mutex::new(()),
+            maintenance: Mutex::new(false),
         };
         Ok((db, stats))
     }
@@ -275,6 +308,36 @@ impl TenantDb {
             tenant: self.tenant.clone(),
             source,
         }
+    }
+
+    /// Writes the head to a snapshot file at shutdown, so the next start
+    /// loads it instead of replaying the WAL; returns the file's size.
+    /// Writes after it go to a new WAL segment (replayed after the
+    /// snapshot), and no cut may change the head after it.
+    pub fn write_snapshot(&self) -> Result<u64, TenantDbError> {
+        let mut closed = self.maintenance.lock();
+        let mut state = self.wal.lock();
+        state.wal.sync().map_err(|e| self.wal_error(e))?;
+        let next = state
+            .wal
+            .start_new_segment()
+            .map_err(|e| self.wal_error(e))?;
+        let meta = SnapshotMeta {
+            covered_segment: next - 1,
+            cut_before: state.cut_before,
+            min_valid: state.min_valid,
+            segment_max: state.segment_max.clone(),
+        };
+        let head = self.head.read();
+        let written =
+            snapshot::write(&self.dir.join(SNAPSHOT_FILE), &head, &meta).map_err(|source| {
+                TenantDbError::Snapshot {
+                    tenant: self.tenant.clone(),
+                    source,
+                }
+            })?;
+        *closed = true;
+        Ok(written)
     }
 
     /// Makes everything appended so far durable (shutdown, interval policy).
@@ -786,10 +849,69 @@ struct Replay {
     counts: Vec<u32>,
 }
 
+/// The head snapshot in a tenant's directory.
+const SNAPSHOT_FILE: &str = "head.snapshot";
+
+/// The tenant's head snapshot, if there is one and it still matches the
+/// WAL's checkpoint (`cut_before`). A damaged one is moved aside (the WAL
+/// still holds everything it held) with one warning.
+fn load_snapshot(
+    tenant: &str,
+    dir: &Path,
+    chunk_range: i64,
+    cut_before: i64,
+) -> Option<(Head, SnapshotMeta)> {
+    let path = dir.join(SNAPSHOT_FILE);
+    match snapshot::read(&path, chunk_range) {
+        Ok(Some((head, meta))) if meta.cut_before == cut_before => Some((head, meta)),
+        Ok(Some(_)) => {
+            tracing::warn!(
+                tenant,
+                "head snapshot is older than the last cut; replaying the whole wal"
+            );
+            remove_snapshot(tenant, dir);
+            None
+        }
+        Ok(None) => None,
+        Err(error) => {
+            let aside = path.with_extension("snapshot.damaged");
+            tracing::warn!(
+                tenant,
+                error = %error,
+                moved_to = %aside.display(),
+                "head snapshot not used; replaying the whole wal"
+            );
+            if let Err(error) = std::fs::rename(&path, &aside) {
+                tracing::error!(tenant, error = %error, "cannot move the head snapshot aside");
+            }
+            None
+        }
+    }
+}
+
+/// Deletes a used or stale snapshot; failing that, the next start finds
+/// it stale (its cut bound) or replays it again with the WAL after it.
+fn remove_snapshot(tenant: &str, dir: &Path) {
+    let removed = std::fs::remove_file(dir.join(SNAPSHOT_FILE))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all());
+    if let Err(error) = removed {
+        tracing::error!(tenant, error = %error, "cannot delete the used head snapshot");
+    }
+}
+
 /// Float samples replay gathers before appending them series by series.
 const REPLAY_BATCH: usize = 1 << 19;
 
 impl Replay {
+    /// Maps the ids of a head loaded from a snapshot to themselves: the WAL
+    /// after the snapshot was written with the same ids.
+    fn adopt(&mut self, head: &Head) {
+        self.ids = vec![u32::MAX; head.next_id() as usize];
+        for id in head.live_ids() {
+            self.ids[id as usize] = id;
+        }
+    }
+
     fn resolve(&mut self, wal_id: u32) -> Option<u32> {
         let id = self
             .ids
@@ -918,7 +1040,7 @@ impl Replay {
 mod tests {
     use super::*;
     use strata_common::labels::label;
-    use strata_proto::prometheus::Sample;
+    use strata_proto::prometheus::{Histogram, Sample};
 
     fn test_cache() -> Arc<BlockCache> {
         Arc::new(BlockCache::new(
@@ -1043,6 +1165,200 @@ mod tests {
             },
             ..TenantOptions::default()
         }
+    }
+
+    /// Options for the snapshot tests: several WAL segments and an
+    /// out-of-order window, so every part of a series is exercised.
+    fn snapshot_options() -> TenantOptions {
+        TenantOptions {
+            out_of_order_window_ms: 3_600_000,
+            ..small_segments()
+        }
+    }
+
+    /// Writes floats (some series past one chunk, a stale marker, a late
+    /// sample), histograms and metadata.
+    fn fill_for_snapshot(db: &TenantDb) {
+        write_rounds(db, 0..150);
+        db.write(&[series("s3", &[(1_000_000 + 7_500, 0.5)])], &[])
+            .expect("a late sample inside the window");
+        let histograms = [3_000_000, 3_015_000].map(|t| Histogram {
+            timestamp: t,
+            schema: 3,
+            count: Some(strata_proto::prometheus::histogram::Count::CountInt(
+                t as u64,
+            )),
+            ..Default::default()
+        });
+        let metadata = MetricMetadata {
+            r#type: 1,
+            metric_family_name: "s0".into(),
+            help: "a counter".into(),
+            unit: String::new(),
+        };
+        let with_histograms = TimeSeries {
+            labels: vec![label("__name__", "h")],
+            histograms: histograms.to_vec(),
+            ..Default::default()
+        };
+        db.write(&[with_histograms], &[metadata]).expect("write");
+    }
+
+    /// One sample per round for series s0–s3, 15 s apart.
+    fn write_rounds(db: &TenantDb, rounds: std::ops::Range<i64>) {
+        let stale = f64::from_bits(strata_proto::STALE_NAN_BITS);
+        for round in rounds {
+            let t = 1_000_000 + round * 15_000;
+            let batch: Vec<TimeSeries> = (0..4)
+                .map(|i| {
+                    let value = match (i, round) {
+                        (1, 77) => stale,
+                        (2, _) => (round * round) as f64 * 0.37,
+                        _ => (round * 10 + i) as f64,
+                    };
+                    series(&format!("s{i}"), &[(t, value)])
+                })
+                .collect();
+            db.write(&batch, &[]).expect("write");
+        }
+    }
+
+    /// The head's data: every series' selection (labels, chunk bytes,
+    /// histograms) and the metadata.
+    fn head_data(db: &TenantDb) -> String {
+        let head = db.head();
+        let ids = head.matching(&[], i64::MIN, i64::MAX);
+        format!(
+            "{:?}\n{:?}",
+            head.select(&ids, i64::MIN, i64::MAX),
+            head.all_metadata()
+        )
+    }
+
+    /// [`head_data`] and the head's counters and next id.
+    fn head_view(db: &TenantDb) -> String {
+        let data = head_data(db);
+        let head = db.head();
+        format!(
+            "{data}\nseries {} samples {} newest {} next id {}",
+            head.num_series(),
+            head.num_samples(),
+            head.newest(),
+            head.next_id(),
+        )
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_head_as_wal_replay_does() {
+        let with_snapshot = tempfile::tempdir().expect("tempdir");
+        let wal_only = tempfile::tempdir().expect("tempdir");
+        let open =
+            |dir: &Path| TenantDb::open("t", dir, snapshot_options(), test_cache()).expect("open");
+        let before = {
+            let (db, _) = open(with_snapshot.path());
+            fill_for_snapshot(&db);
+            assert!(db.write_snapshot().expect("snapshot") > 0);
+            head_view(&db)
+        };
+        {
+            let (db, _) = open(wal_only.path());
+            fill_for_snapshot(&db);
+        }
+        let snapshot_file = with_snapshot.path().join(SNAPSHOT_FILE);
+        assert!(snapshot_file.exists());
+        let (restored, stats) = open(with_snapshot.path());
+        assert_eq!(stats.records, 0, "no WAL record was replayed");
+        assert!(!snapshot_file.exists(), "a used snapshot is deleted");
+        let (replayed, stats) = open(wal_only.path());
+        assert!(stats.records > 0);
+        assert_eq!(head_view(&restored), before);
+        assert_eq!(head_view(&replayed), before);
+
+        // Both go on identically: order checks, ids of new series, the WAL
+        // written after a snapshot was loaded.
+        let next = [
+            series("s0", &[(1_000_000 + 150 * 15_000, 1.0)]),
+            series("s1", &[(1_000_000, 9.0)]),
+            series("new", &[(5_000_000, 1.0)]),
+        ];
+        let a = restored.write(&next, &[]).expect("write");
+        let b = replayed.write(&next, &[]).expect("write");
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        // The open chunks go on from their encoders' state.
+        write_rounds(&restored, 151..200);
+        write_rounds(&replayed, 151..200);
+        let after = head_view(&replayed);
+        assert_eq!(head_view(&restored), after);
+        drop((restored, replayed));
+        let (restored, _) = open(with_snapshot.path());
+        assert_eq!(head_view(&restored), after);
+    }
+
+    #[test]
+    fn writes_after_a_snapshot_replay_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open =
+            || TenantDb::open("t", dir.path(), snapshot_options(), test_cache()).expect("open");
+        let expected = {
+            let (db, _) = open();
+            fill_for_snapshot(&db);
+            db.write_snapshot().expect("snapshot");
+            // A write racing with shutdown lands in the next WAL segment.
+            db.write(&[series("late", &[(9_000_000, 1.0)])], &[])
+                .expect("write");
+            assert_eq!(db.flush().expect("flush"), 0, "no cut after a snapshot");
+            head_view(&db)
+        };
+        let (db, stats) = open();
+        assert!(stats.records > 0);
+        assert_eq!(head_view(&db), expected);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_moved_aside_and_the_wal_replayed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open =
+            || TenantDb::open("t", dir.path(), snapshot_options(), test_cache()).expect("open");
+        let expected = {
+            let (db, _) = open();
+            fill_for_snapshot(&db);
+            db.write_snapshot().expect("snapshot");
+            head_view(&db)
+        };
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&path, bytes).expect("write");
+        let (db, stats) = open();
+        assert!(stats.records > 0, "the WAL was replayed");
+        assert_eq!(head_view(&db), expected);
+        assert!(!path.exists());
+        assert!(path.with_extension("snapshot.damaged").exists());
+    }
+
+    #[test]
+    fn a_snapshot_older_than_a_cut_is_not_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open =
+            || TenantDb::open("t", dir.path(), snapshot_options(), test_cache()).expect("open");
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let old = {
+            let (db, _) = open();
+            fill_for_snapshot(&db);
+            db.write_snapshot().expect("snapshot");
+            std::fs::read(&path).expect("read")
+        };
+        let expected = {
+            let (db, _) = open();
+            assert!(db.flush().expect("flush") > 0);
+            head_data(&db)
+        };
+        // As if deleting the used snapshot had failed.
+        std::fs::write(&path, old).expect("write");
+        let (db, _) = open();
+        assert_eq!(head_data(&db), expected);
+        assert!(!path.exists(), "a stale snapshot is deleted");
     }
 
     #[test]

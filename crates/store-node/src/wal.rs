@@ -242,6 +242,17 @@ impl Wal {
     pub fn open(
         dir: &Path,
         options: WalOptions,
+        on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
+    ) -> Result<(Wal, ReplayStats), WalError> {
+        Wal::open_from(dir, options, 0, on_record)
+    }
+
+    /// [`Wal::open`], replaying only segments numbered `first_segment` or
+    /// higher (the older ones are in a head snapshot); they stay on disk.
+    pub fn open_from(
+        dir: &Path,
+        options: WalOptions,
+        first_segment: u64,
         mut on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
     ) -> Result<(Wal, ReplayStats), WalError> {
         fs::create_dir_all(dir).map_err(|source| WalError::Open {
@@ -256,6 +267,9 @@ impl Wal {
         };
         let mut payload = Vec::new();
         for (index, &number) in segments.iter().enumerate() {
+            if number < first_segment {
+                continue;
+            }
             let is_last = index + 1 == segments.len();
             replay_segment(
                 &segment_path(dir, number),

@@ -67,6 +67,10 @@ pub struct Cli {
     #[arg(long = "wal.segment-size-bytes", value_name = "BYTES")]
     pub wal_segment_size_bytes: Option<u64>,
 
+    /// Write each tenant's head to a snapshot at a clean shutdown, loaded at the next start instead of replaying the WAL [default: true].
+    #[arg(long = "wal.snapshot-on-shutdown", value_name = "BOOL")]
+    pub wal_snapshot_on_shutdown: Option<bool>,
+
     /// Time range of a block cut from the head [default: 2h].
     #[arg(long = "blocks.range", value_name = "DURATION")]
     pub blocks_range: Option<String>,
@@ -413,6 +417,10 @@ impl Cli {
         set(&mut c.wal.fsync, &self.wal_fsync);
         set(&mut c.wal.fsync_interval, &self.wal_fsync_interval);
         set(&mut c.wal.segment_size_bytes, &self.wal_segment_size_bytes);
+        set(
+            &mut c.wal.snapshot_on_shutdown,
+            &self.wal_snapshot_on_shutdown,
+        );
         set(&mut c.blocks.range, &self.blocks_range);
         set(&mut c.blocks.retention_time, &self.blocks_retention_time);
         set(

@@ -113,6 +113,10 @@ pub struct WalConfig {
     pub fsync_interval: String,
     /// Bytes after which a new WAL segment file is started.
     pub segment_size_bytes: u64,
+    /// Write each tenant's head to a snapshot file at a clean shutdown; the
+    /// next start loads it instead of replaying the WAL (a crash still
+    /// replays the WAL).
+    pub snapshot_on_shutdown: bool,
 }
 
 impl Default for WalConfig {
@@ -121,6 +125,7 @@ impl Default for WalConfig {
             fsync: FsyncMode::Always,
             fsync_interval: "1s".to_owned(),
             segment_size_bytes: 128 << 20,
+            snapshot_on_shutdown: true,
         }
     }
 }
@@ -540,6 +545,7 @@ impl Config {
                 retention_bytes: self.blocks.retention_size_bytes,
             },
             block_cache_bytes: self.blocks.cache_bytes,
+            snapshot_on_shutdown: self.wal.snapshot_on_shutdown,
         }
     }
 

@@ -192,7 +192,7 @@ async fn run_with_store(config: Config) -> anyhow::Result<()> {
     let _ = http.await;
     let _ = grpc.await;
     let sync_engine = engine.clone();
-    let _ = tokio::task::spawn_blocking(move || sync_engine.sync_all()).await;
+    let _ = tokio::task::spawn_blocking(move || sync_engine.shutdown()).await;
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
 }

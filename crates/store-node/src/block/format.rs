@@ -155,6 +155,11 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.error("length out of range"))
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
     pub fn u8(&mut self) -> Result<u8, FormatError> {
         let byte = *self
             .bytes

@@ -19,7 +19,7 @@
 //! The footer lists offset, length and CRC of each section, its own CRC
 //! and the magic again.
 
-mod format;
+pub(crate) mod format;
 mod writer;
 
 use std::cell::RefCell;
