@@ -251,6 +251,13 @@ impl TenantDb {
             source,
         })?;
         if from_snapshot {
+            tracing::info!(
+                tenant,
+                series = head.num_series(),
+                wal_records_after = stats.records,
+                first_replayed_segment = first_replayed,
+                "loaded head snapshot"
+            );
             // Loaded once: from now on the WAL moves on (cuts, truncation)
             // and only a new snapshot at the next shutdown matches it.
             remove_snapshot(tenant, dir);
