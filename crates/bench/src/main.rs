@@ -423,6 +423,12 @@ fn run_target(
         (Some(server), true) => {
             let took = server.restart(args.replay_after == StopKind::Kill)?;
             eprintln!("{name}: restarted and ready in {:.2}s", took.as_secs_f64());
+            let restored = count_series(&base, r#"{job="node"}"#, &query_headers).ok();
+            if restored != all_series {
+                check_error.get_or_insert(format!(
+                    "after the restart {restored:?} {{job=\"node\"}} series, before {all_series:?}"
+                ));
+            }
             Some(took)
         }
         _ => None,
