@@ -689,14 +689,27 @@ impl Head {
             let first_upper = rows.partition_point(|r| (r.0 as usize) < split_id);
             let (lower_rows, upper_rows) = rows.split_at(first_upper);
             let (lower, upper) = self.series.split_at_mut(split_id);
-            std::thread::scope(|scope| {
-                let upper = scope.spawn(|| append(upper, split_id, upper_rows));
+            let (a, newest_a, upper_done) = std::thread::scope(|scope| {
+                let upper = std::thread::Builder::new()
+                    .spawn_scoped(scope, || append(upper, split_id, upper_rows));
                 let (a, newest_a) = append(lower, 0, lower_rows);
-                let (b, newest_b) = upper
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                match upper {
+                    Ok(upper) => {
+                        let (b, newest_b) = upper
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        (a + b, newest_a.max(newest_b), true)
+                    }
+                    Err(_) => (a, newest_a, false),
+                }
+            });
+            if upper_done {
+                (a, newest_a)
+            } else {
+                // No second thread to be had: this one does the upper part too.
+                let (b, newest_b) = append(&mut self.series, 0, upper_rows);
                 (a + b, newest_a.max(newest_b))
-            })
+            }
         } else {
             append(&mut self.series, 0, rows)
         };

@@ -209,21 +209,25 @@ impl TenantDb {
         // of the slower of the two instead of their sum.
         let (records, received) = std::sync::mpsc::sync_channel::<(u64, WalRecord)>(256);
         let (opened, applied) = std::thread::scope(|scope| {
-            let applier = scope.spawn(move || {
-                let mut segment_max = segment_max;
-                for (segment, record) in received {
-                    replay.skip_before = if segment < first_new_segment {
-                        cut_before
-                    } else {
-                        i64::MIN
-                    };
-                    let newest = replay.apply(&mut head, record)?;
-                    let max = segment_max.entry(segment).or_insert(i64::MIN);
-                    *max = (*max).max(newest);
-                }
-                replay.flush(&mut head);
-                Ok::<_, String>((head, replay, segment_max))
-            });
+            let applier = std::thread::Builder::new()
+                .name("wal-replay".to_owned())
+                .spawn_scoped(scope, move || {
+                    let mut segment_max = segment_max;
+                    for (segment, record) in received {
+                        replay.skip_before = if segment < first_new_segment {
+                            cut_before
+                        } else {
+                            i64::MIN
+                        };
+                        let newest = replay.apply(&mut head, record)?;
+                        let max = segment_max.entry(segment).or_insert(i64::MIN);
+                        *max = (*max).max(newest);
+                    }
+                    replay.flush(&mut head);
+                    Ok::<_, String>((head, replay, segment_max))
+                });
+            // Without the thread, the channel is closed and the WAL's
+            // reading stops at its first record.
             let mut codec = wal_codec::SegmentCodec::new();
             let opened = Wal::open_from(
                 &wal_dir,
@@ -237,9 +241,12 @@ impl TenantDb {
                 },
             );
             drop(records);
-            let applied = applier
-                .join()
-                .unwrap_or_else(|_| Err("wal replay thread panicked".to_owned()));
+            let applied = match applier {
+                Ok(applier) => applier
+                    .join()
+                    .unwrap_or_else(|_| Err("wal replay thread panicked".to_owned())),
+                Err(error) => Err(format!("cannot start the wal replay thread: {error}")),
+            };
             (opened, applied)
         });
         let (head, replay, segment_max) = applied.map_err(|reason| TenantDbError::Replay {
