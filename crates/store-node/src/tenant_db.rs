@@ -1309,6 +1309,35 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_wal_write_is_invisible_and_its_retry_replays_once() {
+        // The write fails after putting none, part or all of its records on
+        // disk; it is retried as a sender would, and writing goes on.
+        for keep in [0, 10, 60, usize::MAX] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let open =
+                || TenantDb::open("t", dir.path(), small_segments(), test_cache()).expect("open");
+            let batch = [
+                series("new", &[(1_000_000 + 10 * 15_000, 1.0)]),
+                series("s0", &[(1_000_000 + 10 * 15_000, 5.0)]),
+            ];
+            let expected = {
+                let (db, _) = open();
+                write_rounds(&db, 0..10);
+                let before = head_data(&db);
+                db.wal.lock().wal.fail_next_write = Some(keep);
+                assert!(db.write(&batch, &[]).is_err(), "keep {keep}");
+                assert_eq!(head_data(&db), before, "a failed write shows nothing");
+                let retried = db.write(&batch, &[]).expect("the retry");
+                assert_eq!(retried.response.samples_written, 2);
+                write_rounds(&db, 11..20);
+                head_data(&db)
+            };
+            let (db, _) = open();
+            assert_eq!(head_data(&db), expected, "keep {keep}");
+        }
+    }
+
+    #[test]
     fn writes_after_a_snapshot_replay_after_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let open =

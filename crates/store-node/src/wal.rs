@@ -193,6 +193,9 @@ pub struct Wal {
     /// unknown state: the next append starts a new segment instead of writing
     /// after possible garbage.
     broken: bool,
+    /// Tests: the next write puts only this many bytes on disk and fails.
+    #[cfg(test)]
+    pub(crate) fail_next_write: Option<usize>,
 }
 
 /// Refuses empty records and records over [`MAX_RECORD_SIZE`] before
@@ -301,6 +304,8 @@ impl Wal {
             dirty: false,
             last_sync: Instant::now(),
             broken: false,
+            #[cfg(test)]
+            fail_next_write: None,
         };
         Ok((wal, stats))
     }
@@ -506,6 +511,17 @@ impl Wal {
         if pending.is_empty() {
             return Ok(());
         }
+        #[cfg(test)]
+        if let Some(keep) = self.fail_next_write.take() {
+            // Fault injection: a write that reached the disk only in part.
+            let keep = keep.min(pending.len());
+            let _ = self.file.write_all(&pending[..keep]);
+            self.broken = true;
+            return Err(WalError::Append {
+                segment: segment_path(&self.dir, self.segment),
+                source: std::io::Error::other("injected write failure"),
+            });
+        }
         if let Err(source) = self.file.write_all(pending) {
             // Part of the batch may be on disk; never write after it.
             self.broken = true;
@@ -521,8 +537,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the current segment (fsync'd, so only the newest segment can
-    /// ever have a torn tail) and starts the next one.
     /// Closes the current segment (synced) and starts the next one, whose
     /// number is returned: everything appended later is in it or after it.
     pub fn start_new_segment(&mut self) -> Result<u64, WalError> {
