@@ -229,6 +229,9 @@ impl XorAppender {
         if free_bits > 7 || (free_bits > 0 && bytes.len() == HEADER_LEN) {
             return Err(corrupt("free bits do not fit the last byte"));
         }
+        if (count == 0) != (bytes.len() == HEADER_LEN) {
+            return Err(corrupt("sample count does not match the bits"));
+        }
         let window_ok = leading == NO_WINDOW
             || (leading <= 31 && trailing < 64 && u32::from(leading) + u32::from(trailing) < 64);
         if !window_ok {

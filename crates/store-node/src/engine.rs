@@ -178,7 +178,8 @@ impl Engine {
         }
         let started = Instant::now();
         let mut bytes = 0;
-        for db in self.tenants.read().values() {
+        let tenants: Vec<Arc<TenantDb>> = self.tenants.read().values().cloned().collect();
+        for db in &tenants {
             match db.write_snapshot() {
                 Ok(written) => bytes += written,
                 Err(error) => {
@@ -187,7 +188,7 @@ impl Engine {
             }
         }
         tracing::info!(
-            tenants = self.tenants.read().len(),
+            tenants = tenants.len(),
             bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "head snapshots written"

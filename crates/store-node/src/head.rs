@@ -534,6 +534,10 @@ impl Head {
     /// Creates a series under a free `id` (normally [`Head::next_id`]; replay
     /// restores the ids the WAL recorded).
     pub fn create_series(&mut self, id: u32, labels: Vec<Label>) -> Result<(), String> {
+        if id == u32::MAX {
+            // `next_id` saturates there: no slot can be made for it.
+            return Err(format!("series id {id} is out of range"));
+        }
         if !self.is_free(id) {
             return Err(format!("series id {id} is already in use"));
         }

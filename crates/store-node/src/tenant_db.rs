@@ -20,7 +20,7 @@ use strata_proto::wal::{
 
 use crate::block::{Block, BlockCache, BlockError};
 use crate::hash::FastBuild;
-use crate::head::snapshot::{self, SnapshotMeta};
+use crate::head::snapshot::{self, SnapshotError, SnapshotMeta};
 use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
 use crate::{maintenance, merge, wal_codec};
@@ -182,6 +182,7 @@ impl TenantDb {
             None => (i64::MIN, 0),
         };
         let snapshot = load_snapshot(tenant, dir, options.block_range_ms, cut_before);
+        let from_snapshot = snapshot.is_some();
         let (mut head, first_replayed, min_valid, segment_max) = match snapshot {
             Some((head, meta)) => {
                 replay.adopt(&head);
@@ -195,7 +196,6 @@ impl TenantDb {
                 BTreeMap::new(),
             ),
         };
-        let from_snapshot = first_replayed > 0;
         if !from_snapshot && let Some(checkpoint) = checkpoint {
             replay
                 .apply_checkpoint(&mut head, checkpoint)
@@ -265,9 +265,9 @@ impl TenantDb {
                 first_replayed_segment = first_replayed,
                 "loaded head snapshot"
             );
-            // Loaded once: from now on the WAL moves on (cuts, truncation)
+            // Used once: from now on the WAL moves on (cuts, truncation)
             // and only a new snapshot at the next shutdown matches it.
-            remove_snapshot(tenant, dir);
+            remove_file(tenant, &dir.join(SNAPSHOT_LOADING));
         }
         if replay.unknown_refs > 0 {
             tracing::warn!(
@@ -330,6 +330,9 @@ impl TenantDb {
     /// snapshot), and no cut may change the head after it.
     pub fn write_snapshot(&self) -> Result<u64, TenantDbError> {
         let mut closed = self.maintenance.lock();
+        // Even a failed snapshot may be in place (say, only the directory's
+        // fsync failed): nothing may cut the head after it either way.
+        *closed = true;
         let mut state = self.wal.lock();
         state.wal.sync().map_err(|e| self.wal_error(e))?;
         let next = state
@@ -350,7 +353,6 @@ impl TenantDb {
                     source,
                 }
             })?;
-        *closed = true;
         Ok(written)
     }
 
@@ -863,30 +865,53 @@ struct Replay {
     counts: Vec<u32>,
 }
 
-/// The head snapshot in a tenant's directory.
+/// The head snapshot in a tenant's directory, as written at shutdown.
 const SNAPSHOT_FILE: &str = "head.snapshot";
+/// The snapshot while a start loads it: renamed first, so a load that
+/// never finishes (a crash, running out of memory) is not tried again.
+const SNAPSHOT_LOADING: &str = "head.snapshot.loading";
 
 /// The tenant's head snapshot, if there is one and it still matches the
-/// WAL's checkpoint (`cut_before`). A damaged one is moved aside (the WAL
-/// still holds everything it held) with one warning.
+/// WAL's checkpoint (`cut_before`). Any snapshot is used at most once: it
+/// is renamed before it is read. A damaged one is moved aside with one
+/// warning; the WAL still holds everything it held.
 fn load_snapshot(
     tenant: &str,
     dir: &Path,
     chunk_range: i64,
     cut_before: i64,
 ) -> Option<(Head, SnapshotMeta)> {
-    let path = dir.join(SNAPSHOT_FILE);
-    match snapshot::read(&path, chunk_range) {
-        Ok(Some((head, meta))) if meta.cut_before == cut_before => Some((head, meta)),
-        Ok(Some(_)) => {
-            tracing::warn!(
-                tenant,
-                "head snapshot is older than the last cut; replaying the whole wal"
-            );
-            remove_snapshot(tenant, dir);
-            None
+    let (path, loading) = (dir.join(SNAPSHOT_FILE), dir.join(SNAPSHOT_LOADING));
+    for leftover in [&loading, &path.with_extension("snapshot.tmp")] {
+        if leftover.exists() {
+            tracing::warn!(tenant, file = %leftover.display(), "removing a head snapshot file left by an earlier run");
+            remove_file(tenant, leftover);
         }
+    }
+    if !path.exists() {
+        return None;
+    }
+    if let Err(error) = std::fs::rename(&path, &loading) {
+        tracing::error!(tenant, error = %error, "cannot take the head snapshot for loading; replaying the whole wal");
+        remove_file(tenant, &path);
+        return None;
+    }
+    let unused = |reason: &str| {
+        tracing::warn!(
+            tenant,
+            reason,
+            "head snapshot not used; replaying the whole wal"
+        );
+        remove_file(tenant, &loading);
+        None
+    };
+    match snapshot::read(&loading, chunk_range) {
+        Ok(Some((head, meta))) if meta.cut_before == cut_before => Some((head, meta)),
+        Ok(Some(_)) => unused("it is older than the last cut"),
         Ok(None) => None,
+        Err(SnapshotError::OtherBlockRange { .. }) => {
+            unused("it was taken with another block range")
+        }
         Err(error) => {
             let aside = path.with_extension("snapshot.damaged");
             tracing::warn!(
@@ -895,21 +920,24 @@ fn load_snapshot(
                 moved_to = %aside.display(),
                 "head snapshot not used; replaying the whole wal"
             );
-            if let Err(error) = std::fs::rename(&path, &aside) {
+            if let Err(error) = std::fs::rename(&loading, &aside) {
                 tracing::error!(tenant, error = %error, "cannot move the head snapshot aside");
+                remove_file(tenant, &loading);
             }
             None
         }
     }
 }
 
-/// Deletes a used or stale snapshot; failing that, the next start finds
-/// it stale (its cut bound) or replays it again with the WAL after it.
-fn remove_snapshot(tenant: &str, dir: &Path) {
-    let removed = std::fs::remove_file(dir.join(SNAPSHOT_FILE))
-        .and_then(|()| std::fs::File::open(dir)?.sync_all());
+/// Deletes a snapshot file (and makes that durable); failing that, it is
+/// logged: a leftover is removed at the next start.
+fn remove_file(tenant: &str, path: &Path) {
+    let removed = std::fs::remove_file(path).and_then(|()| match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    });
     if let Err(error) = removed {
-        tracing::error!(tenant, error = %error, "cannot delete the used head snapshot");
+        tracing::error!(tenant, file = %path.display(), error = %error, "cannot delete a head snapshot file");
     }
 }
 
@@ -1306,6 +1334,79 @@ mod tests {
         drop((restored, replayed));
         let (restored, _) = open(with_snapshot.path());
         assert_eq!(head_view(&restored), after);
+    }
+
+    /// Every sample of the tenant, head and blocks, as a string.
+    fn all_data(db: &TenantDb) -> String {
+        format!("{:?}", db.select(&[], i64::MIN, i64::MAX).expect("select"))
+    }
+
+    #[test]
+    fn a_cut_after_a_snapshot_start_then_a_crash_loses_nothing() {
+        // The WAL bookkeeping restored from the snapshot (which segments
+        // hold what) decides which segments the cut deletes.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = TenantOptions {
+            block_range_ms: 600_000,
+            ..small_segments()
+        };
+        let open = || TenantDb::open("t", dir.path(), options.clone(), test_cache()).expect("open");
+        {
+            let (db, _) = open();
+            // Most data before the snapshot: the segments it covers hold
+            // samples the cut below leaves in the head.
+            write_rounds(&db, 0..190);
+            db.write_snapshot().expect("snapshot");
+        }
+        let expected = {
+            let (db, _) = open();
+            write_rounds(&db, 190..200);
+            let report = db.maintain().expect("maintain");
+            assert!(report.blocks_cut > 0, "{report:?}");
+            assert!(
+                db.head().time_range().is_some(),
+                "the cut left data in the head"
+            );
+            all_data(&db)
+        };
+        let (db, _) = open();
+        assert_eq!(all_data(&db), expected);
+    }
+
+    #[test]
+    fn a_snapshot_is_never_loaded_twice_nor_with_another_block_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |options: TenantOptions| {
+            TenantDb::open("t", dir.path(), options, test_cache()).expect("open")
+        };
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let (expected, snapshot) = {
+            let (db, _) = open(snapshot_options());
+            fill_for_snapshot(&db);
+            db.write_snapshot().expect("snapshot");
+            (head_data(&db), std::fs::read(&path).expect("read"))
+        };
+        // A start that died while loading it left it renamed: not tried again.
+        std::fs::rename(&path, dir.path().join(SNAPSHOT_LOADING)).expect("rename");
+        let (db, stats) = open(snapshot_options());
+        assert!(stats.records > 0, "the WAL was replayed");
+        assert_eq!(head_data(&db), expected);
+        assert!(!dir.path().join(SNAPSHOT_LOADING).exists());
+        drop(db);
+        // Another block range: the snapshot's chunks may cross its bounds.
+        std::fs::write(&path, snapshot).expect("write");
+        let other_range = TenantOptions {
+            block_range_ms: 3_600_000,
+            ..snapshot_options()
+        };
+        let (db, stats) = open(other_range);
+        assert!(stats.records > 0, "the WAL was replayed");
+        assert_eq!(db.head().num_series(), 5);
+        assert!(!path.exists());
+        assert!(
+            !path.with_extension("snapshot.damaged").exists(),
+            "not damaged"
+        );
     }
 
     #[test]

@@ -514,12 +514,12 @@ fn torn_samples(base: &str) -> Vec<(i64, f64)> {
         .collect()
 }
 
-/// The highest-numbered segment of the default tenant's WAL.
 /// Flags for tests that damage the WAL after a SIGTERM, as a crash would:
 /// without them the stop writes a head snapshot, and the next start would
 /// not replay the damaged segment at all.
 const NO_SNAPSHOT: &[&str] = &["--wal.snapshot-on-shutdown=false"];
 
+/// The highest-numbered segment of the default tenant's WAL.
 fn newest_segment(data: &Path) -> PathBuf {
     let wal = data.join("tenants/anonymous/wal");
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal)

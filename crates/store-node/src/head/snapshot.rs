@@ -10,9 +10,9 @@
 //! ```text
 //! magic "STRATAHS", format u8 (1)
 //! covered_segment uvarint   WAL segments up to this one are in the snapshot
-//! cut_before varint, min_valid varint, chunk_range varint
+//! cut_before varint, min_valid varint
 //! segment_max: count, then (segment uvarint, newest varint) each
-//! newest varint, samples uvarint, next_id uvarint
+//! chunk_range varint, newest varint, samples uvarint, next_id uvarint
 //! series: count, then per series
 //!   id, labels bytes (packed), min_time varint, max_time varint
 //!   last: 0 | 1 t bits:u64le | 2 t
@@ -64,12 +64,18 @@ pub enum SnapshotError {
     },
     #[error("head snapshot {path} is damaged: {reason}")]
     Damaged { path: String, reason: String },
+    /// Taken with another block range: its chunks may cross the
+    /// configured range's boundaries.
+    #[error(
+        "head snapshot was taken with a block range of {snapshot} ms, {configured} ms configured"
+    )]
+    OtherBlockRange { snapshot: i64, configured: i64 },
 }
 
 /// Writes `head` and `meta` to `path` atomically: a temporary file, fsync,
 /// rename, fsync of the directory. Returns the file's size.
 pub fn write(path: &Path, head: &Head, meta: &SnapshotMeta) -> io::Result<u64> {
-    let temporary = path.with_extension("tmp");
+    let temporary = path.with_extension("snapshot.tmp");
     let written = write_file(&temporary, head, meta).and_then(|size| {
         fs::rename(&temporary, path)?;
         if let Some(dir) = path.parent() {
@@ -126,8 +132,17 @@ pub fn read(path: &Path, chunk_range: i64) -> Result<Option<(Head, SnapshotMeta)
         reason,
     };
     let body = checked_body(&bytes).map_err(damaged)?;
-    parse(body, chunk_range)
-        .map(Some)
+    let mut r = Reader::new(body, "head snapshot");
+    let meta = read_meta(&mut r).map_err(|e| damaged(e.to_string()))?;
+    let snapshot_range = r.varint().map_err(|e| damaged(e.to_string()))?;
+    if snapshot_range != chunk_range.max(1) {
+        return Err(SnapshotError::OtherBlockRange {
+            snapshot: snapshot_range,
+            configured: chunk_range,
+        });
+    }
+    read_head(&mut r, chunk_range)
+        .map(|head| Some((head, meta)))
         .map_err(|e| damaged(e.to_string()))
 }
 
@@ -155,12 +170,12 @@ fn put_meta(out: &mut Vec<u8>, head: &Head, meta: &SnapshotMeta) {
     put_uvarint(out, meta.covered_segment);
     put_varint(out, meta.cut_before);
     put_varint(out, meta.min_valid);
-    put_varint(out, head.chunk_range);
     put_uvarint(out, meta.segment_max.len() as u64);
     for (segment, newest) in &meta.segment_max {
         put_uvarint(out, *segment);
         put_varint(out, *newest);
     }
+    put_varint(out, head.chunk_range);
     put_varint(out, head.newest);
     put_uvarint(out, head.samples);
     put_uvarint(out, u64::from(head.next_id()));
@@ -209,37 +224,33 @@ fn put_series(out: &mut Vec<u8>, id: u32, series: &MemSeries) {
     }
 }
 
-fn parse(body: &[u8], chunk_range: i64) -> Result<(Head, SnapshotMeta), FormatError> {
-    let mut r = Reader::new(body, "head snapshot");
+fn read_meta(r: &mut Reader<'_>) -> Result<SnapshotMeta, FormatError> {
     let covered_segment = r.uvarint()?;
     let cut_before = r.varint()?;
     let min_valid = r.varint()?;
-    let snapshot_range = r.varint()?;
-    if snapshot_range != chunk_range.max(1) {
-        return Err(FormatError::new(
-            "head snapshot",
-            format!("taken with a block range of {snapshot_range} ms, configured {chunk_range} ms"),
-        ));
-    }
     let mut segment_max = BTreeMap::new();
-    for _ in 0..r.length(body.len())? {
+    for _ in 0..r.length(r.remaining())? {
         segment_max.insert(r.uvarint()?, r.varint()?);
     }
-    let meta = SnapshotMeta {
+    Ok(SnapshotMeta {
         covered_segment,
         cut_before,
         min_valid,
         segment_max,
-    };
+    })
+}
+
+/// The head after the block range (checked by the caller).
+fn read_head(r: &mut Reader<'_>, chunk_range: i64) -> Result<Head, FormatError> {
     let mut head = Head::new(chunk_range);
     head.newest = r.varint()?;
     let samples = r.uvarint()?;
     let next_id = u32::try_from(r.uvarint()?)
         .map_err(|_| FormatError::new("head snapshot", "series id out of range"))?;
-    for _ in 0..r.length(body.len())? {
-        read_series(&mut r, &mut head)?;
+    for _ in 0..r.length(r.remaining())? {
+        read_series(r, &mut head, next_id)?;
     }
-    for _ in 0..r.length(body.len())? {
+    for _ in 0..r.length(r.remaining())? {
         let entry = MetricMetadata::decode(r.bytes()?)
             .map_err(|e| FormatError::new("head snapshot metadata", e))?;
         head.add_metadata(entry);
@@ -249,12 +260,15 @@ fn parse(body: &[u8], chunk_range: i64) -> Result<(Head, SnapshotMeta), FormatEr
     }
     head.skip_ids_below(next_id);
     head.samples = samples;
-    Ok((head, meta))
+    Ok(head)
 }
 
-fn read_series(r: &mut Reader<'_>, head: &mut Head) -> Result<(), FormatError> {
+fn read_series(r: &mut Reader<'_>, head: &mut Head, next_id: u32) -> Result<(), FormatError> {
     let bad = |reason: &str| FormatError::new("head snapshot series", reason);
-    let id = u32::try_from(r.uvarint()?).map_err(|_| bad("series id out of range"))?;
+    let id = u32::try_from(r.uvarint()?)
+        .ok()
+        .filter(|id| *id < next_id)
+        .ok_or_else(|| bad("series id out of range"))?;
     let labels = PackedLabels::parse(r.bytes()?).ok_or_else(|| bad("labels do not parse"))?;
     let min_time = r.varint()?;
     let max_time = r.varint()?;
