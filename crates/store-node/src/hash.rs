@@ -75,11 +75,21 @@ pub type FastBuild = BuildHasherDefault<FastHasher>;
 /// A hash of a label set; names and values are separated so `a="bc"` and
 /// `ab="c"` differ.
 pub fn labels_hash(labels: &[Label]) -> u64 {
+    label_bytes_hash(
+        labels
+            .iter()
+            .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+    )
+}
+
+/// [`labels_hash`] of labels given as (name, value) bytes, such as a
+/// remote-write request's labels read in place.
+pub fn label_bytes_hash<'a>(labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
     let mut hasher = FastHasher::default();
-    for label in labels {
-        hasher.write(label.name.as_bytes());
+    for (name, value) in labels {
+        hasher.write(name);
         hasher.write_u32(0xff);
-        hasher.write(label.value.as_bytes());
+        hasher.write(value);
         hasher.write_u32(0xfe);
     }
     hasher.finish()

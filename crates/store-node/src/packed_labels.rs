@@ -31,11 +31,20 @@ impl PackedLabels {
 
     /// Whether these are exactly `labels`, compared without allocating.
     pub fn matches(&self, labels: &[Label]) -> bool {
+        self.matches_bytes(
+            labels
+                .iter()
+                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+        )
+    }
+
+    /// Whether these are exactly `labels`, given as (name, value) bytes.
+    pub fn matches_bytes<'a>(&self, labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
         let mut pairs = self.pairs();
-        for label in labels {
+        for (name, value) in labels {
             match pairs.next() {
-                Some((name, value))
-                    if name == label.name.as_bytes() && value == label.value.as_bytes() => {}
+                Some((packed_name, packed_value))
+                    if packed_name == name && packed_value == value => {}
                 _ => return false,
             }
         }
