@@ -94,7 +94,7 @@ impl RawWrite {
         if u32::try_from(buf.len()).is_err() {
             return Err(DecodeError::TooLarge { length: buf.len() });
         }
-        let mut parts = Parts::default();
+        let mut parts = Parts::with_capacity_for(buf.len());
         let mut reader = Reader::new(&buf, 0..buf.len());
         while let Some((field, wire, offset)) = reader.key()? {
             match field {
@@ -250,7 +250,23 @@ struct Parts {
     metadata: Vec<MetricMetadata>,
 }
 
+/// Rough sizes of a typical series, for reserving the vectors once
+/// instead of growing them while decoding.
+const BYTES_PER_SERIES_GUESS: usize = 160;
+const LABELS_PER_SERIES_GUESS: usize = 6;
+
 impl Parts {
+    fn with_capacity_for(body_len: usize) -> Parts {
+        let series = body_len / BYTES_PER_SERIES_GUESS + 1;
+        Parts {
+            series: Vec::with_capacity(series),
+            labels: Vec::with_capacity(series * LABELS_PER_SERIES_GUESS),
+            samples: Vec::with_capacity(series),
+            histograms: Vec::new(),
+            metadata: Vec::new(),
+        }
+    }
+
     /// Reads one `TimeSeries` message at `range` of `buf`.
     fn series(&mut self, buf: &[u8], range: Range<usize>) -> Result<(), DecodeError> {
         let labels_start = self.labels.len();
@@ -406,8 +422,20 @@ impl<'a> Reader<'a> {
     }
 
     /// A base-128 varint of at most ten bytes, as prost reads them.
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Keys and most lengths are one byte.
+        if let Some(&byte) = self.buf[..self.end].get(self.pos)
+            && byte < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(byte));
+        }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, DecodeError> {
         let offset = self.pos;
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {

@@ -515,11 +515,27 @@ impl Head {
     {
         let hash = label_bytes_hash(labels.clone());
         let first = self.ids.get(&hash).copied()?;
-        let others = self.collisions.get(&hash).into_iter().flatten().copied();
+        // Collisions are rare: skip probing their (usually empty) map.
+        let others = (!self.collisions.is_empty())
+            .then(|| self.collisions.get(&hash))
+            .flatten()
+            .into_iter()
+            .flatten()
+            .copied();
         std::iter::once(first).chain(others).find(|id| {
             self.series(*id)
                 .is_some_and(|s| s.labels.matches_bytes(labels.clone()))
         })
+    }
+
+    /// The first series stored under label-set hash `hash` (see
+    /// [`label_bytes_hash`]) and its labels, to compare: the first step of
+    /// [`Head::lookup_bytes`] alone, so a batch of lookups can take it for
+    /// all its series first. When the labels differ, `lookup_bytes` still
+    /// has to look through the colliding series.
+    pub fn hash_candidate(&self, hash: u64) -> Option<(u32, &PackedLabels)> {
+        let id = self.ids.get(&hash).copied()?;
+        Some((id, &self.series(id)?.labels))
     }
 
     /// The id the next created series will get.
