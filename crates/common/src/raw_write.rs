@@ -326,6 +326,9 @@ fn index(n: usize) -> u32 {
 
 /// A `Label` message: `name` (1) and `value` (2), the last of each wins.
 fn read_label(buf: &[u8], range: Range<usize>) -> Result<LabelSpan, DecodeError> {
+    if let Some(label) = plain_label(buf, &range) {
+        return Ok(label);
+    }
     let mut label = LabelSpan::default();
     let mut reader = Reader::new(buf, range);
     while let Some((field, wire, offset)) = reader.key()? {
@@ -344,12 +347,60 @@ fn read_label(buf: &[u8], range: Range<usize>) -> Result<LabelSpan, DecodeError>
     Ok(label)
 }
 
+/// The label as every sender writes it, `0x0a len name 0x12 len value`
+/// with names and values under 128 bytes: read without the general loop.
+/// `None` for anything else.
+#[inline]
+fn plain_label(buf: &[u8], range: &Range<usize>) -> Option<LabelSpan> {
+    let bytes = buf.get(range.clone())?;
+    let (&[0x0a, name_len], rest) = bytes.split_first_chunk::<2>()? else {
+        return None;
+    };
+    let name_len = usize::from(name_len);
+    let (&[0x12, value_len], value) = rest.get(name_len..)?.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if name_len >= 0x80 || value_len >= 0x80 || usize::from(value_len) != value.len() {
+        return None;
+    }
+    let name_at = range.start + 2;
+    let value_at = name_at + name_len + 2;
+    Some(LabelSpan {
+        name: (index(name_at), index(name_len)),
+        value: (index(value_at), index(value.len())),
+    })
+}
+
+/// The sample as senders write it, `0x09 value(8) 0x10 timestamp`: read
+/// without the general loop. `None` for anything else.
+#[inline]
+fn plain_sample(buf: &[u8], range: &Range<usize>) -> Option<Sample> {
+    let bytes = buf.get(range.clone())?;
+    let (&[0x09], rest) = bytes.split_first_chunk::<1>()? else {
+        return None;
+    };
+    let (value, rest) = rest.split_first_chunk::<8>()?;
+    let (&[0x10], _) = rest.split_first_chunk::<1>()? else {
+        return None;
+    };
+    let mut reader = Reader::new(buf, range.start + 10..range.end);
+    let timestamp = reader.varint().ok()?;
+    (reader.pos == range.end).then(|| Sample {
+        value: f64::from_le_bytes(*value),
+        // int64 travels as its two's complement in a varint.
+        timestamp: timestamp as i64,
+    })
+}
+
 fn span(range: Range<usize>) -> (u32, u32) {
     (index(range.start), index(range.len()))
 }
 
 /// A `Sample` message: `value` (1, double) and `timestamp` (2, int64).
 fn read_sample(buf: &[u8], range: Range<usize>) -> Result<Sample, DecodeError> {
+    if let Some(sample) = plain_sample(buf, &range) {
+        return Ok(sample);
+    }
     let mut sample = Sample::default();
     let mut reader = Reader::new(buf, range);
     while let Some((field, wire, offset)) = reader.key()? {
