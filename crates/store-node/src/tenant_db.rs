@@ -570,8 +570,7 @@ pub(crate) fn plan_write<'a>(
     // ingest profiles.
     let (fewest, most) = timeseries.size_hint();
     let series_count = most.unwrap_or(fewest);
-    let mut pending_last: HashMap<u32, LastSample, FastBuild> =
-        HashMap::with_capacity_and_hasher(series_count, FastBuild::default());
+    let mut pending_last = PendingLast::with_capacity(series_count);
     plan.samples.series_ids.reserve(series_count);
     plan.samples.timestamps_ms.reserve(series_count);
     plan.samples.value_bits.reserve(series_count);
@@ -588,7 +587,7 @@ pub(crate) fn plan_write<'a>(
             }
         };
         let id = existing.unwrap_or(next_id);
-        let mut last = pending_last.get(&id).cloned().or_else(|| {
+        let mut last = pending_last.get(id).cloned().or_else(|| {
             existing
                 .and_then(|id| head.series(id))
                 .and_then(|s| s.last_sample())
@@ -671,7 +670,7 @@ pub(crate) fn plan_write<'a>(
             next_id += 1;
         }
         if let Some(last) = last {
-            pending_last.insert(id, last);
+            pending_last.set(id, last);
         }
         if let Some(why) = reason {
             plan.rejected.push(RejectedSeries {
@@ -689,6 +688,38 @@ pub(crate) fn plan_write<'a>(
         }
     }
     plan
+}
+
+/// The newest sample planned so far per series of one write. The map
+/// holds indexes into a vector, so its entries are 8 bytes: it is written
+/// once per series, and a map of whole samples showed in ingest profiles.
+#[derive(Debug)]
+struct PendingLast {
+    index: HashMap<u32, u32, FastBuild>,
+    last: Vec<LastSample>,
+}
+
+impl PendingLast {
+    fn with_capacity(series: usize) -> Self {
+        PendingLast {
+            index: HashMap::with_capacity_and_hasher(series, FastBuild::default()),
+            last: Vec::with_capacity(series),
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&LastSample> {
+        let at = *self.index.get(&id)?;
+        self.last.get(at as usize)
+    }
+
+    fn set(&mut self, id: u32, last: LastSample) {
+        let next = u32::try_from(self.last.len()).unwrap_or(u32::MAX);
+        let at = *self.index.entry(id).or_insert(next);
+        match self.last.get_mut(at as usize) {
+            Some(slot) => *slot = last,
+            None => self.last.push(last),
+        }
+    }
 }
 
 impl WritePlan {
