@@ -32,6 +32,9 @@ fn main() -> std::io::Result<()> {
     for (name, bytes) in remote_write() {
         write("remote_write", &name, &bytes)?;
     }
+    for (name, bytes) in raw_write_decode() {
+        write("raw_write_decode", &name, &bytes)?;
+    }
     for (name, bytes) in remote_read() {
         write("remote_read", &name, &bytes)?;
     }
@@ -132,6 +135,22 @@ fn remote_write() -> Vec<(String, Vec<u8>)> {
         ("refused.snappy".to_owned(), snappy(&refused)),
         ("valid.proto".to_owned(), valid),
     ]
+}
+
+/// The remote-write seeds decompressed: the in-place decoder reads
+/// protobuf only.
+fn raw_write_decode() -> Vec<(String, Vec<u8>)> {
+    remote_write()
+        .into_iter()
+        .filter_map(|(name, bytes)| match name.strip_suffix(".snappy") {
+            Some(stem) => {
+                #[allow(clippy::disallowed_methods, reason = "our own small seeds")]
+                let decoded = snap::raw::Decoder::new().decompress_vec(&bytes).ok()?;
+                Some((format!("{stem}.proto"), decoded))
+            }
+            None => None,
+        })
+        .collect()
 }
 
 fn remote_read() -> Vec<(String, Vec<u8>)> {

@@ -9,10 +9,14 @@ pub mod duration;
 pub mod error;
 pub mod labels;
 pub mod matcher;
+pub mod raw_write;
 pub mod service;
 pub mod tenant;
 
 pub use error::ErrorClass;
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use service::{GrpcQueryClient, GrpcStoreClient, QueryApi, ServiceError, StoreApi};
+pub use service::{
+    GrpcQueryClient, GrpcStoreClient, QueryApi, RawWriteResponse, SeriesValidator, ServiceError,
+    StoreApi,
+};
 pub use tenant::TenantId;

@@ -3,18 +3,22 @@
 //! gRPC ([`GrpcStoreClient`], [`GrpcQueryClient`]) in a cluster, or to the
 //! implementation in the same process in `--target all`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::StreamExt;
+use strata_proto::prometheus::{Label, TimeSeries};
 use strata_proto::query::querier_client::QuerierClient;
 use strata_proto::query::{QueryRequest, QueryResponse};
 use strata_proto::store::{
     EncodedWriteRequest, FlushRequest, FlushResponse, LabelNamesRequest, LabelNamesResponse,
-    LabelValuesRequest, LabelValuesResponse, MetadataRequest, MetadataResponse, SelectRequest,
-    SelectedSeries, SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
+    LabelValuesRequest, LabelValuesResponse, MetadataRequest, MetadataResponse, RejectedSeries,
+    SelectRequest, SelectedSeries, SeriesRequest, SeriesResponse, WriteRequest, WriteResponse,
     store_client::StoreClient,
 };
 
 use crate::error::ErrorClass;
+use crate::raw_write::{RawSeries, RawWrite};
 
 /// A failed service call, carrying its class so every edge maps it the same way.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,6 +79,76 @@ pub trait StoreApi: Send + Sync + 'static {
     async fn metadata(&self, request: MetadataRequest) -> Result<MetadataResponse, ServiceError>;
     /// Cuts the head into blocks now (operators and tests).
     async fn flush(&self, request: FlushRequest) -> Result<FlushResponse, ServiceError>;
+
+    /// Writes a remote-write request as sent, `validator` deciding which
+    /// series are valid and their canonical labels. This default validates
+    /// every series and calls [`StoreApi::write`] with the valid ones; the
+    /// local engine overrides it to find the series it knows by their raw
+    /// label bytes and validate only the others.
+    async fn write_raw(
+        &self,
+        tenant: &str,
+        request: RawWrite,
+        validator: Arc<dyn SeriesValidator>,
+    ) -> Result<RawWriteResponse, ServiceError> {
+        let mut invalid = Vec::new();
+        let mut timeseries = Vec::with_capacity(request.len());
+        for (index, series) in request.iter().enumerate() {
+            match validator.validate(series) {
+                Ok(labels) => timeseries.push(TimeSeries {
+                    labels,
+                    samples: series.samples().to_vec(),
+                    exemplars: Vec::new(),
+                    histograms: series.histograms().to_vec(),
+                }),
+                Err(reason) => invalid.push(refused(index, series, reason)),
+            }
+        }
+        let written = self
+            .write(WriteRequest {
+                tenant: tenant.to_owned(),
+                timeseries,
+                metadata: request.metadata().to_vec(),
+            })
+            .await?;
+        Ok(RawWriteResponse { written, invalid })
+    }
+}
+
+/// The frontend's rules for incoming series, for [`StoreApi::write_raw`].
+pub trait SeriesValidator: Send + Sync + 'static {
+    /// The series' canonical labels (valid, sorted, no empty values), or
+    /// why it is refused, naming the series.
+    fn validate(&self, series: RawSeries<'_>) -> Result<Vec<Label>, String>;
+
+    /// Whether a series whose labels are byte for byte those of a stored
+    /// series is valid as it is. Stored label sets passed [`validate`]
+    /// once and are canonical; what may refuse them now is only what can
+    /// change since (limits) or what the labels do not cover (histograms).
+    /// `false` sends the series through [`validate`].
+    ///
+    /// [`validate`]: SeriesValidator::validate
+    fn accepts_stored(&self, series: RawSeries<'_>) -> bool;
+}
+
+/// What [`StoreApi::write_raw`] did.
+#[derive(Debug, Default)]
+pub struct RawWriteResponse {
+    /// The store's answer for the valid series (its rejections' indexes
+    /// count only valid series).
+    pub written: WriteResponse,
+    /// The series the validator refused, in request order, by index in
+    /// the request.
+    pub invalid: Vec<RejectedSeries>,
+}
+
+/// A series the validator refused: all its samples are refused.
+pub fn refused(index: usize, series: RawSeries<'_>, reason: String) -> RejectedSeries {
+    RejectedSeries {
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        reason,
+        rejected_samples: (series.samples().len() + series.histograms().len()) as u64,
+    }
 }
 
 /// [`StoreApi`] over gRPC to a remote store node.

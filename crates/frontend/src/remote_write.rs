@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prost::Message;
-use strata_common::{ErrorClass, TenantId};
-use strata_proto::ingest::RawWriteRequest;
-use strata_proto::store::{WriteRequest, WriteResponse};
+use strata_common::raw_write::RawWrite;
+use strata_common::{ErrorClass, RawWriteResponse, TenantId};
+use strata_proto::store::WriteResponse;
 
 use crate::Frontend;
 use crate::api_error::ApiError;
-use crate::validation::validate_series;
+use crate::validation::SeriesRules;
 
 const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
 const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
@@ -112,7 +111,7 @@ impl Frontend {
         let compressed = read_body(body, limits.max_request_body_bytes).await?;
         let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
         let _in_flight = self.admit_write_bytes(decoded.len())?;
-        let request = RawWriteRequest::decode(decoded.as_slice()).map_err(|e| {
+        let request = RawWrite::decode(decoded).map_err(|e| {
             ApiError::bad_data(format!(
                 "body is not a valid remote-write protobuf message: {e}"
             ))
@@ -131,46 +130,26 @@ impl Frontend {
         )
     }
 
-    async fn ingest(
-        &self,
-        tenant: &TenantId,
-        request: RawWriteRequest,
-    ) -> Result<Ingested, ApiError> {
-        let limits = self.limits_for(tenant);
-        let limits = limits.as_ref();
-        let mut ingested = Ingested::default();
-        let mut valid = Vec::with_capacity(request.timeseries.len());
-        for raw in request.timeseries {
-            let samples = (raw.samples.len() + raw.histograms.len()) as u64;
-            match validate_series(raw, limits) {
-                Ok(series) => valid.push(series),
-                Err(message) => {
-                    ingested.refused_series += 1;
-                    ingested.refused_samples += samples;
-                    ingested.first_refusal.get_or_insert(message);
-                }
-            }
-        }
-        let metadata = request
-            .metadata
-            .into_iter()
-            .filter(|m| !m.metric_family_name.is_empty())
-            .collect();
-        let written = self
+    async fn ingest(&self, tenant: &TenantId, mut request: RawWrite) -> Result<Ingested, ApiError> {
+        let rules = SeriesRules {
+            limits: self.limits_for(tenant).into_owned(),
+        };
+        request
+            .metadata_mut()
+            .retain(|m| !m.metric_family_name.is_empty());
+        let RawWriteResponse { written, invalid } = self
             .store()
-            .write(WriteRequest {
-                tenant: tenant.as_str().to_owned(),
-                timeseries: valid,
-                metadata,
-            })
+            .write_raw(tenant.as_str(), request, Arc::new(rules))
             .await?;
-        for rejected in &written.rejected {
+        let mut ingested = Ingested::default();
+        // The validator's refusals first (they are what the sender must
+        // fix), then the store's, each in request order.
+        for refused in invalid.iter().chain(&written.rejected) {
             ingested.refused_series += 1;
-            ingested.refused_samples += rejected.rejected_samples;
-            // The store's reason names the series.
+            ingested.refused_samples += refused.rejected_samples;
             ingested
                 .first_refusal
-                .get_or_insert_with(|| rejected.reason.clone());
+                .get_or_insert_with(|| refused.reason.clone());
         }
         self.metrics()
             .observe_ingest(&written, ingested.refused_samples);

@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use strata_common::SeriesValidator;
 use strata_common::labels::{self, METRIC_NAME};
-use strata_proto::ingest::{RawLabel, RawTimeSeries};
-use strata_proto::prometheus::{Histogram, Label, TimeSeries, histogram};
+use strata_common::raw_write::RawSeries;
+use strata_proto::prometheus::{Histogram, Label, histogram};
 
 /// Limits applied to every write (per tenant overrides come with meta).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,40 +103,34 @@ impl LimitsConfig {
 /// Longest rendering of a series in an error message.
 const MAX_SERIES_IN_MESSAGE: usize = 512;
 
-/// Checks one series and returns it in canonical form (labels valid UTF-8,
-/// sorted, no empty values), or a message naming the series and the problem.
-pub fn validate_series(raw: RawTimeSeries, limits: &LimitsConfig) -> Result<TimeSeries, String> {
+/// Checks one series and returns its labels in canonical form (valid
+/// UTF-8, sorted, no empty values), or a message naming the series and the
+/// problem. Its histograms are checked too.
+pub fn validate_series(raw: RawSeries<'_>, limits: &LimitsConfig) -> Result<Vec<Label>, String> {
     // Check the raw bytes first, so messages can show the series as sent.
-    for RawLabel { name, value } in &raw.labels {
+    let mut labels: Vec<Label> = Vec::with_capacity(raw.label_count());
+    for (name, value) in raw.labels() {
         let Ok(name) = std::str::from_utf8(name) else {
             return Err(format!(
                 "label name is not valid UTF-8 in series {}",
-                render(&raw.labels)
+                render(raw)
             ));
         };
-        if std::str::from_utf8(value).is_err() {
+        let Ok(value) = std::str::from_utf8(value) else {
             return Err(format!(
                 "label value of {name:?} is not valid UTF-8 in series {}",
-                render(&raw.labels)
+                render(raw)
             ));
-        }
+        };
         if name.is_empty() {
-            return Err(format!(
-                "empty label name in series {}",
-                render(&raw.labels)
-            ));
+            return Err(format!("empty label name in series {}", render(raw)));
         }
-    }
-    let mut labels: Vec<Label> = Vec::with_capacity(raw.labels.len());
-    for RawLabel { name, value } in raw.labels {
-        if value.is_empty() {
-            continue;
+        if !value.is_empty() {
+            labels.push(Label {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
         }
-        // Both were checked above, so these take the buffers without copying.
-        labels.push(Label {
-            name: String::from_utf8(name).unwrap_or_default(),
-            value: String::from_utf8(value).unwrap_or_default(),
-        });
     }
     labels.sort_by(|a, b| a.name.cmp(&b.name));
     let shown = || capped(labels::format(&labels));
@@ -190,15 +185,34 @@ pub fn validate_series(raw: RawTimeSeries, limits: &LimitsConfig) -> Result<Time
             ));
         }
     }
-    for histogram in &raw.histograms {
+    for histogram in raw.histograms() {
         validate_histogram(histogram).map_err(|why| format!("{why} in series {}", shown()))?;
     }
-    Ok(TimeSeries {
-        labels,
-        samples: raw.samples,
-        exemplars: Vec::new(),
-        histograms: raw.histograms,
-    })
+    Ok(labels)
+}
+
+/// The frontend's series rules under one tenant's limits, for the store's
+/// [`StoreApi::write_raw`](strata_common::StoreApi::write_raw).
+#[derive(Debug)]
+pub struct SeriesRules {
+    pub limits: LimitsConfig,
+}
+
+impl SeriesValidator for SeriesRules {
+    fn validate(&self, series: RawSeries<'_>) -> Result<Vec<Label>, String> {
+        validate_series(series, &self.limits)
+    }
+
+    fn accepts_stored(&self, series: RawSeries<'_>) -> bool {
+        // Stored labels are canonical, so as sent they are also what
+        // validate_series would count and measure: only the limits (maybe
+        // lowered since) and histograms remain to be checked. Anything
+        // else goes through validate_series for its exact message.
+        series.histograms().is_empty()
+            && series.label_count() <= self.limits.max_label_names_per_series
+            && series.longest_name() <= self.limits.max_label_name_length
+            && series.longest_value() <= self.limits.max_label_value_length
+    }
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`: the legacy label name syntax.
@@ -255,12 +269,12 @@ fn validate_histogram(h: &Histogram) -> Result<(), String> {
 }
 
 /// A series as sent, for messages: lossy for invalid UTF-8, capped.
-fn render(raw: &[RawLabel]) -> String {
+fn render(raw: RawSeries<'_>) -> String {
     let labels: Vec<Label> = raw
-        .iter()
-        .map(|l| Label {
-            name: String::from_utf8_lossy(&l.name).into_owned(),
-            value: String::from_utf8_lossy(&l.value).into_owned(),
+        .labels()
+        .map(|(name, value)| Label {
+            name: String::from_utf8_lossy(name).into_owned(),
+            value: String::from_utf8_lossy(value).into_owned(),
         })
         .collect();
     capped(labels::format(&labels))
@@ -302,10 +316,14 @@ mod tests {
             defaults
         );
     }
+    use prost::Message;
+    use strata_common::raw_write::RawWrite;
+    use strata_proto::ingest::{RawLabel, RawTimeSeries, RawWriteRequest};
     use strata_proto::prometheus::Sample;
 
-    fn raw(pairs: &[(&[u8], &[u8])]) -> RawTimeSeries {
-        RawTimeSeries {
+    /// A one-series request as a sender would encode it.
+    fn raw_with(pairs: &[(&[u8], &[u8])], histograms: Vec<Histogram>) -> RawWrite {
+        let series = RawTimeSeries {
             labels: pairs
                 .iter()
                 .map(|(n, v)| RawLabel {
@@ -317,18 +335,32 @@ mod tests {
                 value: 1.0,
                 timestamp: 1,
             }],
+            histograms,
             ..Default::default()
-        }
+        };
+        let request = RawWriteRequest {
+            timeseries: vec![series],
+            metadata: Vec::new(),
+        };
+        RawWrite::decode(request.encode_to_vec()).expect("decodes")
     }
 
-    fn check(pairs: &[(&[u8], &[u8])]) -> Result<TimeSeries, String> {
-        validate_series(raw(pairs), &LimitsConfig::default())
+    fn raw(pairs: &[(&[u8], &[u8])]) -> RawWrite {
+        raw_with(pairs, Vec::new())
+    }
+
+    fn validate(write: &RawWrite, limits: &LimitsConfig) -> Result<Vec<Label>, String> {
+        validate_series(write.series(0).expect("one series"), limits)
+    }
+
+    fn check(pairs: &[(&[u8], &[u8])]) -> Result<Vec<Label>, String> {
+        validate(&raw(pairs), &LimitsConfig::default())
     }
 
     #[test]
     fn sorts_and_drops_empty_values() {
-        let series = check(&[(b"job", b"a"), (b"__name__", b"up"), (b"env", b"")]).expect("valid");
-        let names: Vec<&str> = series.labels.iter().map(|l| l.name.as_str()).collect();
+        let labels = check(&[(b"job", b"a"), (b"__name__", b"up"), (b"env", b"")]).expect("valid");
+        let names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, vec!["__name__", "job"]);
     }
 
@@ -376,19 +408,19 @@ mod tests {
         };
         let too_many = raw(&[(b"__name__", b"up"), (b"a", b"1"), (b"b", b"2")]);
         assert!(
-            validate_series(too_many, &limits)
+            validate(&too_many, &limits)
                 .expect_err("count")
                 .contains("more than the limit of 2")
         );
         let long_name = raw(&[(b"__name__", b"up"), (b"abcdefghi", b"1")]);
         assert!(
-            validate_series(long_name, &limits)
+            validate(&long_name, &limits)
                 .expect_err("name")
                 .contains("longer than 8 bytes")
         );
         let long_value = raw(&[(b"__name__", b"up"), (b"a", b"12345")]);
         assert!(
-            validate_series(long_value, &limits)
+            validate(&long_value, &limits)
                 .expect_err("value")
                 .contains("longer than 4 bytes")
         );
@@ -396,8 +428,7 @@ mod tests {
 
     #[test]
     fn histogram_spans_must_match_buckets() {
-        let mut series = raw(&[(b"__name__", b"h")]);
-        series.histograms.push(Histogram {
+        let histogram = Histogram {
             count: Some(histogram::Count::CountInt(3)),
             positive_spans: vec![strata_proto::prometheus::BucketSpan {
                 offset: 0,
@@ -405,12 +436,41 @@ mod tests {
             }],
             positive_deltas: vec![1],
             ..Default::default()
-        });
-        let error = validate_series(series, &LimitsConfig::default()).expect_err("mismatch");
+        };
+        let series = raw_with(&[(b"__name__", b"h")], vec![histogram]);
+        let error = validate(&series, &LimitsConfig::default()).expect_err("mismatch");
         assert!(
             error.contains("positive spans for 2 buckets but 1 buckets"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn stored_series_pass_unless_limits_or_histograms_say_otherwise() {
+        let series = raw(&[(b"__name__", b"up"), (b"job", b"api")]);
+        let series = series.series(0).expect("one series");
+        let rules = |limits: LimitsConfig| SeriesRules { limits };
+        assert!(rules(LimitsConfig::default()).accepts_stored(series));
+        let lowered = [
+            LimitsConfig {
+                max_label_names_per_series: 1,
+                ..LimitsConfig::default()
+            },
+            LimitsConfig {
+                max_label_name_length: 7,
+                ..LimitsConfig::default()
+            },
+            LimitsConfig {
+                max_label_value_length: 2,
+                ..LimitsConfig::default()
+            },
+        ];
+        for limits in lowered {
+            assert!(!rules(limits.clone()).accepts_stored(series), "{limits:?}");
+        }
+        let with_histogram = raw_with(&[(b"__name__", b"h")], vec![Histogram::default()]);
+        let with_histogram = with_histogram.series(0).expect("one series");
+        assert!(!rules(LimitsConfig::default()).accepts_stored(with_histogram));
     }
 
     #[test]

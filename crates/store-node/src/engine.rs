@@ -12,7 +12,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use strata_common::{ErrorClass, Matcher, ServiceError, StoreApi, TenantId};
+use strata_common::raw_write::RawWrite;
+use strata_common::{
+    ErrorClass, Matcher, RawWriteResponse, SeriesValidator, ServiceError, StoreApi, TenantId,
+};
 use strata_proto::prometheus::{LabelMatcher, Labels};
 use strata_proto::store::{
     FlushRequest, FlushResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -363,6 +366,25 @@ impl Engine {
         self.metrics.observe_write(&outcome, started.elapsed());
         Ok(outcome.response)
     }
+
+    fn write_raw_blocking(
+        &self,
+        tenant: &str,
+        request: &RawWrite,
+        validator: &dyn SeriesValidator,
+    ) -> Result<RawWriteResponse, ServiceError> {
+        self.check_ready()?;
+        let db = self.tenant_for_write(tenant)?;
+        let started = Instant::now();
+        let (outcome, invalid) = db
+            .write_raw(request, validator)
+            .map_err(|e| storage_error(&e))?;
+        self.metrics.observe_write(&outcome, started.elapsed());
+        Ok(RawWriteResponse {
+            written: outcome.response,
+            invalid,
+        })
+    }
 }
 
 use crate::error_chain;
@@ -434,6 +456,17 @@ impl StoreApi for LocalStore {
     async fn write(&self, request: WriteRequest) -> Result<WriteResponse, ServiceError> {
         let engine = self.engine.clone();
         blocking(move || engine.write_blocking(request)).await
+    }
+
+    async fn write_raw(
+        &self,
+        tenant: &str,
+        request: RawWrite,
+        validator: Arc<dyn SeriesValidator>,
+    ) -> Result<RawWriteResponse, ServiceError> {
+        let engine = self.engine.clone();
+        let tenant = tenant.to_owned();
+        blocking(move || engine.write_raw_blocking(&tenant, &request, validator.as_ref())).await
     }
 
     async fn select(&self, request: SelectRequest) -> Result<Vec<SelectedSeries>, ServiceError> {

@@ -14,7 +14,7 @@ use crate::block::{
     BlockChunk, BlockSeries, ENCODING_HISTOGRAMS, ENCODING_XOR, chunk_samples, encode_histograms,
 };
 use crate::chunk::{SAMPLES_PER_CHUNK, XorAppender};
-use crate::hash::{FastBuild, labels_hash};
+use crate::hash::{FastBuild, label_bytes_hash, labels_hash};
 use crate::index::LabelIndex;
 use crate::packed_labels::PackedLabels;
 
@@ -501,12 +501,43 @@ impl Head {
 
     /// The id of a label set, if the head has it.
     pub fn lookup(&self, labels: &[Label]) -> Option<u32> {
-        let hash = labels_hash(labels);
+        self.lookup_bytes(
+            labels
+                .iter()
+                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+        )
+    }
+
+    /// The id of a label set given as (name, value) bytes in the head's
+    /// canonical form, if the head has it: a remote-write request's
+    /// labels are looked up in place, without building `Label`s.
+    pub fn lookup_bytes<'a, I>(&self, labels: I) -> Option<u32>
+    where
+        I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    {
+        let hash = label_bytes_hash(labels.clone());
         let first = self.ids.get(&hash).copied()?;
-        let others = self.collisions.get(&hash).into_iter().flatten().copied();
-        std::iter::once(first)
-            .chain(others)
-            .find(|id| self.series(*id).is_some_and(|s| s.labels.matches(labels)))
+        // Collisions are rare: skip probing their (usually empty) map.
+        let others = (!self.collisions.is_empty())
+            .then(|| self.collisions.get(&hash))
+            .flatten()
+            .into_iter()
+            .flatten()
+            .copied();
+        std::iter::once(first).chain(others).find(|id| {
+            self.series(*id)
+                .is_some_and(|s| s.labels.matches_bytes(labels.clone()))
+        })
+    }
+
+    /// The first series stored under label-set hash `hash` (see
+    /// [`label_bytes_hash`]) and its labels, to compare: the first step of
+    /// [`Head::lookup_bytes`] alone, so a batch of lookups can take it for
+    /// all its series first. When the labels differ, `lookup_bytes` still
+    /// has to look through the colliding series.
+    pub fn hash_candidate(&self, hash: u64) -> Option<(u32, &PackedLabels)> {
+        let id = self.ids.get(&hash).copied()?;
+        Some((id, &self.series(id)?.labels))
     }
 
     /// The id the next created series will get.
@@ -525,6 +556,11 @@ impl Head {
     /// Whether `id` is free for [`Head::create_series`].
     pub fn is_free(&self, id: u32) -> bool {
         self.series(id).is_none()
+    }
+
+    /// The labels of series `id`, if the head has it.
+    pub fn series_labels(&self, id: u32) -> Option<Vec<Label>> {
+        self.series(id).map(|s| s.labels.unpack())
     }
 
     pub(crate) fn series(&self, id: u32) -> Option<&MemSeries> {

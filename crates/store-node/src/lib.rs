@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod merge;
 pub mod metrics;
 pub mod packed_labels;
+pub mod raw_write;
 pub mod tenant_db;
 pub mod wal;
 pub mod wal_codec;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 use strata_common::Matcher;
-use strata_proto::prometheus::{Label, MetricMetadata, TimeSeries};
+use strata_proto::prometheus::{Histogram, Label, MetricMetadata, Sample, TimeSeries};
 use strata_proto::store::{RejectedSeries, SelectedSeries, WriteResponse};
 use strata_proto::wal::{
     Checkpoint, HistogramsRecord, MetadataRecord, SamplesRecord, SeriesEntry, SeriesRecord,
@@ -379,6 +379,26 @@ impl TenantDb {
         timeseries: &[TimeSeries],
         metadata: &[MetricMetadata],
     ) -> Result<WriteOutcome, TenantDbError> {
+        self.write_planned(|head, bounds| {
+            let incoming = timeseries
+                .iter()
+                .enumerate()
+                .map(|(index, series)| Incoming {
+                    index,
+                    key: SeriesKey::Labels(&series.labels),
+                    samples: &series.samples,
+                    histograms: &series.histograms,
+                });
+            plan_write(head, incoming, metadata, bounds)
+        })
+    }
+
+    /// Appends what `plan` decides from the head (under its read lock and
+    /// the WAL lock, so nothing changes the head between plan and apply).
+    pub(crate) fn write_planned(
+        &self,
+        plan: impl FnOnce(&Head, Bounds) -> WritePlan,
+    ) -> Result<WriteOutcome, TenantDbError> {
         let mut state = self.wal.lock();
         let plan = {
             let head = self.head.read();
@@ -392,7 +412,7 @@ impl TenantDb {
                     i64::MAX
                 },
             };
-            plan_write(&head, timeseries, metadata, bounds)
+            plan(&head, bounds)
         };
         if let Some(before) = state.cutting
             && plan.oldest_sample().is_some_and(|oldest| oldest < before)
@@ -551,7 +571,7 @@ impl TenantDb {
 
 /// The head's lower bound as the write path applies it.
 #[derive(Debug, Clone, Copy)]
-struct Bounds {
+pub(crate) struct Bounds {
     /// Samples before this are "out of bounds" (their range is in blocks).
     min_valid: i64,
     /// Accept them anyway (they will be cut into blocks of their own).
@@ -573,7 +593,7 @@ impl Bounds {
 
 /// The changes one write makes, decided under the head's read lock.
 #[derive(Debug, Default)]
-struct WritePlan {
+pub(crate) struct WritePlan {
     new_series: Vec<SeriesEntry>,
     samples: SamplesRecord,
     histograms: HistogramsRecord,
@@ -583,9 +603,41 @@ struct WritePlan {
     next_id: u32,
 }
 
-fn plan_write(
+/// One series of a write as [`plan_write`] sees it.
+#[derive(Debug)]
+pub(crate) struct Incoming<'a> {
+    /// Its index in the request, for rejections.
+    pub index: usize,
+    pub key: SeriesKey<'a>,
+    pub samples: &'a [Sample],
+    pub histograms: &'a [Histogram],
+}
+
+/// How the planner finds an incoming series.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SeriesKey<'a> {
+    /// Canonical labels, to look up in the head or create.
+    Labels(&'a [Label]),
+    /// A series the head has under this id (found under the same lock).
+    Known(u32),
+}
+
+impl SeriesKey<'_> {
+    /// The series' labels as messages show them.
+    fn describe(&self, head: &Head) -> String {
+        match self {
+            SeriesKey::Labels(labels) => strata_common::labels::format(labels),
+            SeriesKey::Known(id) => head
+                .series_labels(*id)
+                .map(|labels| strata_common::labels::format(&labels))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+pub(crate) fn plan_write<'a>(
     head: &Head,
-    timeseries: &[TimeSeries],
+    timeseries: impl Iterator<Item = Incoming<'a>>,
     metadata: &[MetricMetadata],
     bounds: Bounds,
 ) -> WritePlan {
@@ -593,18 +645,28 @@ fn plan_write(
     // Series created by this very request, and the newest sample accepted so
     // far per series, so that order checks see earlier samples of the request.
     let mut created: HashMap<&[Label], u32, FastBuild> = HashMap::default();
-    let mut pending_last: HashMap<u32, LastSample, FastBuild> = HashMap::default();
+    // Sized for every series up front: growing it by rehashing showed in
+    // ingest profiles.
+    let (fewest, most) = timeseries.size_hint();
+    let series_count = most.unwrap_or(fewest);
+    let mut pending_last = PendingLast::with_capacity(series_count);
+    plan.samples.series_ids.reserve(series_count);
+    plan.samples.timestamps_ms.reserve(series_count);
+    plan.samples.value_bits.reserve(series_count);
     let mut next_id = head.next_id();
 
-    for (index, series) in timeseries.iter().enumerate() {
+    for series in timeseries {
         if series.samples.is_empty() && series.histograms.is_empty() {
             continue;
         }
-        let existing = head
-            .lookup(&series.labels)
-            .or_else(|| created.get(series.labels.as_slice()).copied());
+        let existing = match series.key {
+            SeriesKey::Known(id) => Some(id),
+            SeriesKey::Labels(labels) => {
+                head.lookup(labels).or_else(|| created.get(labels).copied())
+            }
+        };
         let id = existing.unwrap_or(next_id);
-        let mut last = pending_last.get(&id).cloned().or_else(|| {
+        let mut last = pending_last.get(id).cloned().or_else(|| {
             existing
                 .and_then(|id| head.series(id))
                 .and_then(|s| s.last_sample())
@@ -614,7 +676,7 @@ fn plan_write(
         let mut refused = 0u64;
         let mut reason: Option<SampleRejection> = None;
         // Floats, then histograms: the order Prometheus' receiver appends them in.
-        for sample in &series.samples {
+        for sample in series.samples {
             let bits = sample.value.to_bits();
             let value = SampleValue::Float(bits);
             if bounds.refuses(sample.timestamp) {
@@ -650,7 +712,7 @@ fn plan_write(
                 }
             }
         }
-        for histogram in &series.histograms {
+        for histogram in series.histograms {
             let value = SampleValue::Histogram(Box::new(histogram.clone()));
             if bounds.refuses(histogram.timestamp) {
                 refused += 1;
@@ -675,25 +737,24 @@ fn plan_write(
             }
         }
 
-        if accepted > 0 && existing.is_none() {
+        if accepted > 0
+            && existing.is_none()
+            && let SeriesKey::Labels(labels) = series.key
+        {
             plan.new_series.push(SeriesEntry {
                 id,
-                labels: series.labels.clone(),
+                labels: labels.to_vec(),
             });
-            created.insert(&series.labels, id);
+            created.insert(labels, id);
             next_id += 1;
         }
         if let Some(last) = last {
-            pending_last.insert(id, last);
+            pending_last.set(id, last);
         }
         if let Some(why) = reason {
             plan.rejected.push(RejectedSeries {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                reason: format!(
-                    "{} for series {}",
-                    why.message(),
-                    strata_common::labels::format(&series.labels)
-                ),
+                index: u32::try_from(series.index).unwrap_or(u32::MAX),
+                reason: format!("{} for series {}", why.message(), series.key.describe(head)),
                 rejected_samples: refused,
             });
         }
@@ -706,6 +767,38 @@ fn plan_write(
         }
     }
     plan
+}
+
+/// The newest sample planned so far per series of one write. The map
+/// holds indexes into a vector, so its entries are 8 bytes: it is written
+/// once per series, and a map of whole samples showed in ingest profiles.
+#[derive(Debug)]
+struct PendingLast {
+    index: HashMap<u32, u32, FastBuild>,
+    last: Vec<LastSample>,
+}
+
+impl PendingLast {
+    fn with_capacity(series: usize) -> Self {
+        PendingLast {
+            index: HashMap::with_capacity_and_hasher(series, FastBuild::default()),
+            last: Vec::with_capacity(series),
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&LastSample> {
+        let at = *self.index.get(&id)?;
+        self.last.get(at as usize)
+    }
+
+    fn set(&mut self, id: u32, last: LastSample) {
+        let next = u32::try_from(self.last.len()).unwrap_or(u32::MAX);
+        let at = *self.index.entry(id).or_insert(next);
+        match self.last.get_mut(at as usize) {
+            Some(slot) => *slot = last,
+            None => self.last.push(last),
+        }
+    }
 }
 
 impl WritePlan {
