@@ -1358,6 +1358,15 @@ mod tests {
         }
     }
 
+    /// A tenant in `dir` filled by [`fill_for_snapshot`] whose snapshot
+    /// was just written.
+    fn filled_and_snapshotted(dir: &Path) -> TenantDb {
+        let (db, _) = TenantDb::open("t", dir, snapshot_options(), test_cache()).expect("open");
+        fill_for_snapshot(&db);
+        db.write_snapshot().expect("snapshot");
+        db
+    }
+
     /// The head's data: every series' selection (labels, chunk bytes,
     /// histograms) and the metadata.
     fn head_data(db: &TenantDb) -> String {
@@ -1537,9 +1546,7 @@ mod tests {
         let open =
             || TenantDb::open("t", dir.path(), snapshot_options(), test_cache()).expect("open");
         let expected = {
-            let (db, _) = open();
-            fill_for_snapshot(&db);
-            db.write_snapshot().expect("snapshot");
+            let db = filled_and_snapshotted(dir.path());
             // A write racing with shutdown lands in the next WAL segment.
             db.write(&[series("late", &[(9_000_000, 1.0)])], &[])
                 .expect("write");
@@ -1556,12 +1563,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let open =
             || TenantDb::open("t", dir.path(), snapshot_options(), test_cache()).expect("open");
-        let expected = {
-            let (db, _) = open();
-            fill_for_snapshot(&db);
-            db.write_snapshot().expect("snapshot");
-            head_view(&db)
-        };
+        let expected = head_view(&filled_and_snapshotted(dir.path()));
         let path = dir.path().join(SNAPSHOT_FILE);
         let mut bytes = std::fs::read(&path).expect("read");
         let middle = bytes.len() / 2;

@@ -385,21 +385,24 @@ fn sigterm_under_ingest_exits_zero_and_keeps_every_acknowledged_sample() {
     drop(strata);
 }
 
+/// 10 s blocks and maintenance every 50 ms: with requests a second apart,
+/// the head is cut every few requests and blocks compact into 60 s ranges.
+const SMALL_BLOCKS: &[&str] = &[
+    "--blocks.range",
+    "10s",
+    "--blocks.maintenance-interval",
+    "50ms",
+];
+
 #[test]
 fn head_snapshots_and_crashes_alternating_lose_and_duplicate_nothing() {
     // SIGTERM writes a head snapshot, the next start loads it and goes on
     // writing to the WAL; the kill after that replays the whole WAL (the
     // segments the snapshot held included). With small blocks and frequent
     // maintenance, cuts run between the snapshots too.
-    let flags = [
-        "--blocks.range",
-        "10s",
-        "--blocks.maintenance-interval",
-        "50ms",
-    ];
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut strata = Strata::start(&data, &flags);
+    let mut strata = Strata::start(&data, SMALL_BLOCKS);
     let mut ledger: HashMap<u64, Fate> = HashMap::new();
     let mut next_request = 0u64;
     for stop in [
@@ -412,7 +415,7 @@ fn head_snapshots_and_crashes_alternating_lose_and_duplicate_nothing() {
         let snapshot = data.join("tenants/anonymous/head.snapshot");
         strata = ingest_stop_restart(
             strata,
-            &flags,
+            SMALL_BLOCKS,
             stop,
             Duration::from_millis(700),
             &mut ledger,
@@ -435,21 +438,15 @@ fn kill9_during_block_cuts_and_compaction_loses_and_duplicates_nothing() {
     // maintenance every 50 ms, the head is cut every few requests and blocks
     // compact into 60 s ranges, so kills land while blocks are written,
     // merged and deleted and while the WAL is checkpointed and truncated.
-    let flags = [
-        "--blocks.range",
-        "10s",
-        "--blocks.maintenance-interval",
-        "50ms",
-    ];
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut strata = Strata::start(&data, &flags);
+    let mut strata = Strata::start(&data, SMALL_BLOCKS);
     let mut ledger: HashMap<u64, Fate> = HashMap::new();
     let mut next_request = 0u64;
     for millis in [900, 1300, 700, 1700, 1100, 500] {
         strata = ingest_stop_restart(
             strata,
-            &flags,
+            SMALL_BLOCKS,
             Stop::Kill9,
             Duration::from_millis(millis),
             &mut ledger,
