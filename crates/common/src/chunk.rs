@@ -98,8 +98,10 @@ impl Default for XorAppender {
 impl XorAppender {
     /// An empty chunk.
     pub fn new() -> Self {
-        // 120 samples of regular data take well under 128 bytes.
-        let mut buf = Vec::with_capacity(128);
+        // Room for a constant series' whole chunk (about 30 bytes for 120
+        // samples); a changing one grows by doubling, and a cut copies the
+        // bytes into an exact-size box, so only open chunks carry slack.
+        let mut buf = Vec::with_capacity(32);
         buf.extend_from_slice(&[0, 0]);
         XorAppender {
             buf,
