@@ -117,16 +117,22 @@ fn write_file(temporary: &Path, head: &Head, meta: &SnapshotMeta) -> io::Result<
 /// head with another chunk range (the block range changed) is refused, as
 /// its chunks may cross the new block boundaries.
 pub fn read(path: &Path, chunk_range: i64) -> Result<Option<(Head, SnapshotMeta)>, SnapshotError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SnapshotError::Io {
-                path: path.display().to_string(),
-                source,
-            });
-        }
+    let io_error = |source| SnapshotError::Io {
+        path: path.display().to_string(),
+        source,
     };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io_error(source)),
+    };
+    // Mapped, not read: the file is about as big as the head's chunks, and
+    // its pages stay reclaimable page cache while the head is built.
+    // SAFETY: a snapshot is written once under a temporary name and never
+    // modified after its rename; a start renames it to a name of its own
+    // before reading, so nothing writes it while it is mapped.
+    #[allow(unsafe_code)]
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error)?;
     let damaged = |reason: String| SnapshotError::Damaged {
         path: path.display().to_string(),
         reason,
@@ -350,5 +356,71 @@ impl CheckedWriter {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         Ok(self.written + 4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_common::labels::label;
+
+    fn small_head() -> Head {
+        let mut head = Head::new(7_200_000);
+        head.create_series(0, vec![label("__name__", "a")])
+            .expect("create");
+        for t in 0..200 {
+            head.append_float(0, t * 15_000, (t as f64).to_bits());
+        }
+        head
+    }
+
+    #[test]
+    fn empty_truncated_and_foreign_files_are_damaged_not_panics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("head.snapshot");
+        write(&path, &small_head(), &SnapshotMeta::default()).expect("write");
+        let whole = fs::read(&path).expect("read");
+        assert!(read(&path, 7_200_000).expect("reads").is_some());
+        let cases = [
+            Vec::new(),
+            whole[..whole.len() / 2].to_vec(),
+            whole[..whole.len() - 1].to_vec(),
+            b"not a snapshot at all".to_vec(),
+        ];
+        for bytes in cases {
+            fs::write(&path, &bytes).expect("write");
+            let error = read(&path, 7_200_000).expect_err("damaged");
+            assert!(
+                matches!(error, SnapshotError::Damaged { .. }),
+                "{} bytes: {error}",
+                bytes.len()
+            );
+        }
+        fs::remove_file(&path).expect("remove");
+        assert!(read(&path, 7_200_000).expect("no file").is_none());
+    }
+
+    #[test]
+    fn a_body_with_a_recomputed_checksum_is_still_checked() {
+        // Damage the CRC cannot see (it is recomputed): every flipped byte
+        // of the body gives an error or a head, never a panic.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("head.snapshot");
+        write(&path, &small_head(), &SnapshotMeta::default()).expect("write");
+        let whole = fs::read(&path).expect("read");
+        let body = &whole[..whole.len() - 4];
+        for at in MAGIC.len() + 1..body.len() {
+            let mut damaged = body.to_vec();
+            damaged[at] ^= 0x5a;
+            let crc = crc32c::crc32c(&damaged);
+            damaged.extend_from_slice(&crc.to_le_bytes());
+            fs::write(&path, &damaged).expect("write");
+            match read(&path, 7_200_000) {
+                Ok(Some((head, _))) => assert!(head.num_series() <= 1, "byte {at}"),
+                Ok(None) => panic!("byte {at}: the file is there"),
+                Err(SnapshotError::Damaged { .. } | SnapshotError::OtherBlockRange { .. }) => {}
+                Err(error) => panic!("byte {at}: {error}"),
+            }
+        }
     }
 }
