@@ -548,7 +548,7 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
             mem(o.after, |m| m.hwm),
             per_series,
             o.cpu
-                .map_or("n/a".to_owned(), |c| format!("{:.1}", c.as_secs_f64())),
+                .map_or("n/a".to_owned(), |c| format!("{:.2}", c.as_secs_f64())),
             p50,
             p99,
             max,
@@ -598,7 +598,7 @@ fn print_report(args: &IngestArgs, plan: &Plan, series: usize, outcomes: &mut [O
                 t.rate_max,
                 t.bytes_per_series
                     .map_or("n/a".to_owned(), |b| format!("{b:.0}")),
-                t.cpu_secs.map_or("n/a".to_owned(), |c| format!("{c:.1}")),
+                t.cpu_secs.map_or("n/a".to_owned(), |c| format!("{c:.2}")),
             );
         }
         println!();
