@@ -1,14 +1,38 @@
-//! Fast non-cryptographic hashing for in-memory lookup tables. Keys come
-//! from our own label sets and ids, and every lookup compares the full key
-//! after the hash, so DoS-resistant SipHash buys nothing here and costs a
-//! measurable share of ingest CPU.
+//! Fast non-cryptographic hashing for in-memory lookup tables. SipHash
+//! costs a measurable share of ingest CPU, so these are folded-multiply
+//! hashes instead — keyed with secrets drawn once per process, because
+//! label sets come from senders: with known constants a sender could make
+//! any number of series share one hash (a multiply by a zero it can
+//! arrange) and turn every lookup of the tenant into a scan.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
 
 use strata_proto::prometheus::Label;
 
 const MULTIPLIER: u64 = 0xa076_1d64_78bd_642f;
-const SEED: u64 = 0xe703_7ed1_a0b4_28db;
+
+/// Per-process secrets of the hashes (never persisted: nothing on disk
+/// depends on a hash value).
+struct Keys {
+    seed: u64,
+    first: u64,
+    second: u64,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| {
+    // std's RandomState is seeded from the OS's randomness.
+    let random = |salt: u64| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(salt);
+        hasher.finish()
+    };
+    Keys {
+        seed: random(1),
+        first: random(2),
+        second: random(3) | 1,
+    }
+});
 
 /// A word-at-a-time hasher: each 8-byte word is mixed in with a folded
 /// 64×64→128-bit multiply, which spreads every input bit over the result.
@@ -19,7 +43,7 @@ pub struct FastHasher {
 
 impl Default for FastHasher {
     fn default() -> Self {
-        FastHasher { hash: SEED }
+        FastHasher { hash: KEYS.seed }
     }
 }
 
@@ -91,15 +115,14 @@ pub fn labels_hash(labels: &[Label]) -> u64 {
 /// that `a="bc"` and `ab="c"` differ.
 #[inline]
 pub fn label_bytes_hash<'a>(labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
-    let mut state = SEED;
+    let keys = &*KEYS;
+    let mut state = keys.seed;
     for (name, value) in labels {
-        state = mix_bytes(state, name);
-        state = mix_bytes(state, value);
+        state = mix_bytes(keys, state, name);
+        state = mix_bytes(keys, state, value);
     }
     fold(state, MULTIPLIER)
 }
-
-const SECOND: u64 = 0x8ebc_6af0_9c88_c6e3;
 
 #[inline]
 fn fold(a: u64, b: u64) -> u64 {
@@ -107,14 +130,20 @@ fn fold(a: u64, b: u64) -> u64 {
     (product as u64) ^ ((product >> 64) as u64)
 }
 
+/// Mixes `bytes` into `state`. The state (secret through the seed) goes
+/// into both factors of each multiply, so no choice of input bytes is
+/// known to zero one of them.
 #[inline]
-fn mix_bytes(state: u64, bytes: &[u8]) -> u64 {
+fn mix_bytes(keys: &Keys, state: u64, bytes: &[u8]) -> u64 {
     let len = bytes.len();
-    let (mut state, tail) = if len > 16 {
+    let (state, tail) = if len > 16 {
         let mut state = state;
         let mut rest = bytes;
         while rest.len() > 16 {
-            state = fold(state ^ word(rest, 0) ^ SEED, word(rest, 8) ^ SECOND);
+            state = fold(
+                state ^ word(rest, 0) ^ keys.first,
+                state.rotate_left(29) ^ word(rest, 8) ^ keys.second,
+            );
             rest = &rest[16..];
         }
         // The last 16 bytes, overlapping what the loop took.
@@ -131,8 +160,10 @@ fn mix_bytes(state: u64, bytes: &[u8]) -> u64 {
         ),
         _ => (0, 0),
     };
-    state = fold(state ^ a ^ SEED, b ^ SECOND ^ (len as u64).rotate_left(32));
-    state
+    fold(
+        state ^ a ^ keys.first,
+        state.rotate_left(29) ^ b ^ keys.second ^ (len as u64).rotate_left(32),
+    )
 }
 
 /// Eight bytes at `at` (the caller checked that they exist).
@@ -181,6 +212,22 @@ mod tests {
         }
         // An empty name or value still counts as a label.
         assert_ne!(labels_hash(&[]), labels_hash(&[label("", "")]));
+    }
+
+    #[test]
+    fn a_collision_family_of_the_unkeyed_hash_no_longer_collides() {
+        // With the old public constants these 16-byte values zeroed one
+        // factor of a multiply, so their last 8 bytes were ignored and all
+        // of them shared one hash.
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10_000 {
+            let value = format!("?cSF}}QJy{i:08}");
+            seen.insert(labels_hash(&[
+                label("__name__", "m544"),
+                label("a", &value),
+            ]));
+        }
+        assert_eq!(seen.len(), 10_000);
     }
 
     #[test]
