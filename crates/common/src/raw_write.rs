@@ -79,6 +79,9 @@ struct SeriesSpan {
     histograms: Range<u32>,
     longest_name: u32,
     longest_value: u32,
+    /// The bytes of all its `labels` fields when they lie one after the
+    /// other (as every encoder writes them), keys included.
+    label_fields: Option<(u32, u32)>,
 }
 
 /// A label's name and value as byte ranges of the buffer.
@@ -179,6 +182,15 @@ impl<'a> RawSeries<'a> {
         }
     }
 
+    /// The bytes of the series' `labels` fields, keys included, if they
+    /// lie one after the other in the request (`None` if another field
+    /// comes between two of them, or there are no labels). A canonically
+    /// encoded label set gives exactly its packed form in the store.
+    pub fn label_fields(&self) -> Option<&'a [u8]> {
+        let span = self.span.label_fields?;
+        Some(bytes(&self.write.buf, span))
+    }
+
     /// Number of labels as sent.
     pub fn label_count(&self) -> usize {
         (self.span.labels.end - self.span.labels.start) as usize
@@ -273,12 +285,15 @@ impl Parts {
         let samples_start = self.samples.len();
         let histograms_start = self.histograms.len();
         let (mut longest_name, mut longest_value) = (0, 0);
+        let mut label_fields = LabelFields::default();
         let mut reader = Reader::new(buf, range);
         while let Some((field, wire, offset)) = reader.key()? {
             match field {
                 1 => {
                     expect(wire, LENGTH_DELIMITED, "TimeSeries", "labels", offset)?;
-                    let label = read_label(buf, reader.length_delimited()?)?;
+                    let range = reader.length_delimited()?;
+                    label_fields.add(offset..range.end);
+                    let label = read_label(buf, range)?;
                     longest_name = longest_name.max(label.name.1);
                     longest_value = longest_value.max(label.value.1);
                     self.labels.push(label);
@@ -314,8 +329,37 @@ impl Parts {
             histograms: index(histograms_start)..index(self.histograms.len()),
             longest_name,
             longest_value,
+            label_fields: label_fields.span(),
         });
         Ok(())
+    }
+}
+
+/// Where a series' `labels` fields lie, while they follow one another.
+#[derive(Debug, Default)]
+struct LabelFields {
+    range: Option<Range<usize>>,
+    contiguous: bool,
+}
+
+impl LabelFields {
+    /// Adds the field (key to end) at `field`.
+    fn add(&mut self, field: Range<usize>) {
+        match &mut self.range {
+            None => {
+                self.range = Some(field);
+                self.contiguous = true;
+            }
+            Some(range) => {
+                self.contiguous &= range.end == field.start;
+                range.end = field.end;
+            }
+        }
+    }
+
+    fn span(&self) -> Option<(u32, u32)> {
+        let range = self.range.as_ref().filter(|_| self.contiguous)?;
+        Some(span(range.clone()))
     }
 }
 

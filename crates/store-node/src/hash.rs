@@ -10,6 +10,8 @@ use std::sync::LazyLock;
 
 use strata_proto::prometheus::Label;
 
+use crate::packed_labels::PackedLabels;
+
 const MULTIPLIER: u64 = 0xa076_1d64_78bd_642f;
 
 /// Per-process secrets of the hashes (never persisted: nothing on disk
@@ -96,32 +98,19 @@ impl Hasher for FastHasher {
 /// `HashMap`/`HashSet` state using [`FastHasher`].
 pub type FastBuild = BuildHasherDefault<FastHasher>;
 
-/// A hash of a label set; names and values are separated so `a="bc"` and
-/// `ab="c"` differ.
+/// A hash of a label set: [`packed_labels_hash`] of its packed form.
 pub fn labels_hash(labels: &[Label]) -> u64 {
-    label_bytes_hash(
-        labels
-            .iter()
-            .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-    )
+    PackedLabels::with_encoded(labels, packed_labels_hash)
 }
 
-/// [`labels_hash`] of labels given as (name, value) bytes, such as a
-/// remote-write request's labels read in place.
-///
-/// Ingest hashes every incoming series, so this is not [`FastHasher`]'s
-/// word-at-a-time loop: each name and value takes one folded multiply of
-/// up to 16 bytes (longer ones one per 16 bytes), its length mixed in so
-/// that `a="bc"` and `ab="c"` differ.
+/// The hash of a label set in its packed form ([`PackedLabels`]), which is
+/// also how a remote-write request carries a canonically encoded series'
+/// labels: ingest hashes those bytes as they lie. The form's length
+/// prefixes keep `a="bc"` and `ab="c"` apart.
 #[inline]
-pub fn label_bytes_hash<'a>(labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
+pub fn packed_labels_hash(bytes: &[u8]) -> u64 {
     let keys = &*KEYS;
-    let mut state = keys.seed;
-    for (name, value) in labels {
-        state = mix_bytes(keys, state, name);
-        state = mix_bytes(keys, state, value);
-    }
-    fold(state, MULTIPLIER)
+    fold(mix_bytes(keys, keys.seed, bytes), MULTIPLIER)
 }
 
 #[inline]

@@ -14,7 +14,7 @@ use crate::block::{
     BlockChunk, BlockSeries, ENCODING_HISTOGRAMS, ENCODING_XOR, chunk_samples, encode_histograms,
 };
 use crate::chunk::{SAMPLES_PER_CHUNK, XorAppender};
-use crate::hash::{FastBuild, label_bytes_hash, labels_hash};
+use crate::hash::{FastBuild, packed_labels_hash};
 use crate::index::LabelIndex;
 use crate::packed_labels::PackedLabels;
 
@@ -501,21 +501,14 @@ impl Head {
 
     /// The id of a label set, if the head has it.
     pub fn lookup(&self, labels: &[Label]) -> Option<u32> {
-        self.lookup_bytes(
-            labels
-                .iter()
-                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-        )
+        PackedLabels::with_encoded(labels, |packed| self.lookup_packed(packed))
     }
 
-    /// The id of a label set given as (name, value) bytes in the head's
-    /// canonical form, if the head has it: a remote-write request's
-    /// labels are looked up in place, without building `Label`s.
-    pub fn lookup_bytes<'a, I>(&self, labels: I) -> Option<u32>
-    where
-        I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
-    {
-        let hash = label_bytes_hash(labels.clone());
+    /// The id of the label set whose packed form ([`PackedLabels`]) is
+    /// `packed`, if the head has it: a remote-write request's labels, when
+    /// the sender encoded them canonically, are looked up as they lie.
+    pub fn lookup_packed(&self, packed: &[u8]) -> Option<u32> {
+        let hash = packed_labels_hash(packed);
         let first = self.ids.get(&hash).copied()?;
         // Collisions are rare: skip probing their (usually empty) map.
         let others = (!self.collisions.is_empty())
@@ -526,15 +519,15 @@ impl Head {
             .copied();
         std::iter::once(first).chain(others).find(|id| {
             self.series(*id)
-                .is_some_and(|s| s.labels.matches_bytes(labels.clone()))
+                .is_some_and(|s| s.labels.matches_bytes(packed))
         })
     }
 
     /// The first series stored under label-set hash `hash` (see
-    /// [`label_bytes_hash`]) and its labels, to compare: the first step of
-    /// [`Head::lookup_bytes`] alone, so a batch of lookups can take it for
-    /// all its series first. When the labels differ, `lookup_bytes` still
-    /// has to look through the colliding series.
+    /// [`packed_labels_hash`]) and its labels, to compare: the first step
+    /// of [`Head::lookup_packed`] alone, so a batch of lookups can take it
+    /// for all its series first. When the labels differ, `lookup_packed`
+    /// still has to look through the colliding series.
     pub fn hash_candidate(&self, hash: u64) -> Option<(u32, &PackedLabels)> {
         let id = self.ids.get(&hash).copied()?;
         Some((id, &self.series(id)?.labels))
@@ -581,7 +574,8 @@ impl Head {
             return Err(format!("series id {id} duplicates an existing series"));
         }
         self.index.add(id, &labels);
-        match self.ids.entry(labels_hash(&labels)) {
+        let series = MemSeries::new(&labels);
+        match self.ids.entry(packed_labels_hash(series.labels.as_bytes())) {
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(id);
             }
@@ -590,7 +584,7 @@ impl Head {
             }
         }
         self.skip_ids_below(id.saturating_add(1));
-        self.series[id as usize] = Some(MemSeries::new(&labels));
+        self.series[id as usize] = Some(series);
         self.live += 1;
         Ok(())
     }
@@ -601,9 +595,8 @@ impl Head {
             return;
         };
         self.live -= 1;
-        let labels = series.labels.unpack();
-        self.index.remove(id, &labels);
-        let hash = labels_hash(&labels);
+        self.index.remove(id, &series.labels.unpack());
+        let hash = packed_labels_hash(series.labels.as_bytes());
         let others = self.collisions.get_mut(&hash);
         if self.ids.get(&hash) == Some(&id) {
             match others.and_then(Vec::pop) {

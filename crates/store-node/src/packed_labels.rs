@@ -1,9 +1,27 @@
-//! A series' label set in one allocation: `uvarint(len) name uvarint(len)
-//! value` per label, in the series' (sorted) order. The head keeps one per
-//! series instead of a `Vec<Label>` of separately allocated strings, which
-//! took most of a series' memory; the read paths unpack on demand.
+//! A series' label set in one allocation, in the protobuf wire form a
+//! remote-write `TimeSeries` gives its `labels` field: per label
+//! `0x0a uvarint(len) [0x0a uvarint(len) name] [0x12 uvarint(len) value]`,
+//! in the series' (sorted) order, with the shortest varints and empty
+//! strings left out, as every protobuf encoder writes them. The head keeps
+//! one per series instead of a `Vec<Label>` of separately allocated
+//! strings, which took most of a series' memory; the read paths unpack on
+//! demand.
+//!
+//! Why the wire form: a sender that encodes a known series canonically
+//! sends exactly these bytes, so ingest finds the series by hashing the
+//! request's label bytes as they lie and comparing them with one `==`,
+//! without walking names and values (see `raw_write.rs`). Other encodings
+//! of the same labels just miss that path and are looked up by their
+//! decoded labels.
+
+use std::cell::RefCell;
 
 use strata_proto::prometheus::Label;
+
+/// Key of `TimeSeries.labels` and of `Label.name` (field 1, length-delimited).
+const FIELD_1: u8 = 0x0a;
+/// Key of `Label.value` (field 2, length-delimited).
+const FIELD_2: u8 = 0x12;
 
 /// Labels packed into one boxed byte slice. Built only from `Label`s, whose
 /// names and values are valid UTF-8.
@@ -12,16 +30,26 @@ pub struct PackedLabels(Box<[u8]>);
 
 impl PackedLabels {
     pub fn pack(labels: &[Label]) -> Self {
-        let len: usize = labels
-            .iter()
-            .map(|l| l.name.len() + l.value.len() + 4)
-            .sum();
-        let mut out = Vec::with_capacity(len);
-        for label in labels {
-            put(&mut out, label.name.as_bytes());
-            put(&mut out, label.value.as_bytes());
-        }
+        let mut out = Vec::with_capacity(encoded_len(labels));
+        encode(labels, &mut out);
         PackedLabels(out.into_boxed_slice())
+    }
+
+    /// Runs `f` over the packed form of `labels`, built in a buffer kept
+    /// per thread (lookups by `Label`s allocate nothing).
+    pub fn with_encoded<T>(labels: &[Label], f: impl FnOnce(&[u8]) -> T) -> T {
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                encode(labels, &mut buf);
+                f(&buf)
+            }
+            // Only if `f` itself encodes again: a buffer of its own.
+            Err(_) => f(&PackedLabels::pack(labels).0),
+        })
     }
 
     /// The (name, value) byte pairs, in order.
@@ -31,33 +59,23 @@ impl PackedLabels {
 
     /// Whether these are exactly `labels`, compared without allocating.
     pub fn matches(&self, labels: &[Label]) -> bool {
-        self.matches_bytes(
-            labels
-                .iter()
-                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-        )
+        PackedLabels::with_encoded(labels, |bytes| self.matches_bytes(bytes))
     }
 
-    /// Whether these are exactly `labels`, given as (name, value) bytes.
-    pub fn matches_bytes<'a>(&self, labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
-        let mut pairs = self.pairs();
-        for (name, value) in labels {
-            match pairs.next() {
-                Some((packed_name, packed_value))
-                    if same(packed_name, name) && same(packed_value, value) => {}
-                _ => return false,
-            }
-        }
-        pairs.next().is_none()
+    /// Whether these are exactly the labels whose packed form is `bytes`.
+    #[inline]
+    pub fn matches_bytes(&self, bytes: &[u8]) -> bool {
+        *self.0 == *bytes
     }
 
-    /// The packed bytes (for a head snapshot).
+    /// The packed bytes (for a head snapshot and for hashing).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// Labels from packed bytes read back from disk: `None` unless the
-    /// bytes are whole pairs of valid UTF-8.
+    /// bytes are whole labels of valid UTF-8 in exactly the form
+    /// [`PackedLabels::pack`] writes.
     pub fn parse(bytes: &[u8]) -> Option<Vec<Label>> {
         let mut pairs = Pairs { rest: bytes };
         let mut labels = Vec::new();
@@ -68,7 +86,9 @@ impl PackedLabels {
                 value: String::from_utf8(value.to_vec()).ok()?,
             });
         }
-        Some(labels)
+        PackedLabels::pack(&labels)
+            .matches_bytes(bytes)
+            .then_some(labels)
     }
 
     pub fn unpack(&self) -> Vec<Label> {
@@ -81,59 +101,88 @@ impl PackedLabels {
     }
 }
 
-/// `a == b`, without a call to `memcmp` for the short names and values
-/// most labels have (a call per label showed in ingest profiles).
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let len = a.len();
-    match len {
-        8..=16 => word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8),
-        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
-        _ => a == b,
+/// Bytes `encode` writes for `labels`.
+fn encoded_len(labels: &[Label]) -> usize {
+    labels
+        .iter()
+        .map(|l| {
+            let inner = label_len(l);
+            1 + uvarint_len(inner) + inner
+        })
+        .sum()
+}
+
+/// Length of one `Label` message.
+fn label_len(label: &Label) -> usize {
+    let field = |s: &str| {
+        if s.is_empty() {
+            0
+        } else {
+            1 + uvarint_len(s.len()) + s.len()
+        }
+    };
+    field(&label.name) + field(&label.value)
+}
+
+fn uvarint_len(n: usize) -> usize {
+    let bits = usize::BITS - (n | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+fn encode(labels: &[Label], out: &mut Vec<u8>) {
+    for label in labels {
+        out.push(FIELD_1);
+        put_uvarint(out, label_len(label));
+        for (key, bytes) in [(FIELD_1, &label.name), (FIELD_2, &label.value)] {
+            if !bytes.is_empty() {
+                out.push(key);
+                put_uvarint(out, bytes.len());
+                out.extend_from_slice(bytes.as_bytes());
+            }
+        }
     }
 }
 
-/// Eight bytes at `at` (the caller checked that they exist).
-#[inline]
-fn word(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
-}
-
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut len = bytes.len();
-    while len >= 0x80 {
-        out.push((len as u8) | 0x80);
-        len >>= 7;
+fn put_uvarint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
     }
-    out.push(len as u8);
-    out.extend_from_slice(bytes);
+    out.push(n as u8);
 }
 
+/// Reads back what `encode` wrote (and nothing else: fields in order,
+/// each at most once).
 struct Pairs<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Pairs<'a> {
-    fn take(&mut self) -> Option<&'a [u8]> {
-        let mut len = 0usize;
+    fn uvarint(&mut self) -> Option<usize> {
+        let mut n = 0usize;
         let mut shift = 0;
         loop {
             let (&byte, rest) = self.rest.split_first()?;
             self.rest = rest;
-            len |= usize::from(byte & 0x7f) << shift;
+            n |= usize::from(byte & 0x7f) << shift;
             if byte < 0x80 {
-                break;
+                return Some(n);
             }
             shift += 7;
             if shift > 35 {
                 return None;
             }
         }
+    }
+
+    /// A length-delimited field with key `key`: its bytes.
+    fn field(&mut self, key: u8) -> Option<&'a [u8]> {
+        let (&found, rest) = self.rest.split_first()?;
+        if found != key {
+            return None;
+        }
+        self.rest = rest;
+        let len = self.uvarint()?;
         let (bytes, rest) = self.rest.split_at_checked(len)?;
         self.rest = rest;
         Some(bytes)
@@ -144,31 +193,67 @@ impl<'a> Iterator for Pairs<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some((self.take()?, self.take()?))
+        let message = self.field(FIELD_1)?;
+        let mut inner = Pairs { rest: message };
+        let name = if inner.rest.first() == Some(&FIELD_1) {
+            inner.field(FIELD_1)?
+        } else {
+            &[]
+        };
+        let value = if inner.rest.is_empty() {
+            &[]
+        } else {
+            inner.field(FIELD_2)?
+        };
+        inner.rest.is_empty().then_some((name, value))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use prost::Message;
     use strata_common::labels::label;
+    use strata_proto::prometheus::TimeSeries;
+
+    use super::*;
+
+    /// The `labels` fields of a `TimeSeries` as prost encodes them.
+    fn wire(labels: &[Label]) -> Vec<u8> {
+        TimeSeries {
+            labels: labels.to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
 
     #[test]
-    fn round_trips_and_compares_exactly() {
+    fn packs_what_protobuf_encoders_write() {
         let long = "v".repeat(300);
-        let labels = vec![
+        let labels = [
             label("__name__", "up"),
             label("empty", ""),
+            label("", "nameless"),
             label("long", &long),
             label("utf8", "héllo ✓"),
         ];
+        for n in 0..=labels.len() {
+            let packed = PackedLabels::pack(&labels[..n]);
+            assert_eq!(packed.as_bytes(), wire(&labels[..n]), "{n} labels");
+            assert_eq!(packed.as_bytes().len(), encoded_len(&labels[..n]));
+            assert_eq!(packed.unpack(), &labels[..n]);
+            assert_eq!(
+                PackedLabels::parse(packed.as_bytes()).as_deref(),
+                Some(&labels[..n])
+            );
+        }
+    }
+
+    #[test]
+    fn compares_exactly() {
+        let labels = vec![label("__name__", "up"), label("job", "node")];
         let packed = PackedLabels::pack(&labels);
-        assert_eq!(packed.unpack(), labels);
         assert!(packed.matches(&labels));
-        assert!(!packed.matches(&labels[..3]));
-        let mut other = labels.clone();
-        other[2].value.push('x');
-        assert!(!packed.matches(&other));
+        assert!(!packed.matches(&labels[..1]));
         let mut more = labels.clone();
         more.push(label("z", "1"));
         assert!(!packed.matches(&more));
@@ -188,15 +273,33 @@ mod tests {
                 assert!(!packed.matches(&[label("a", &other)]), "{len} {at}");
             }
         }
-        assert!(PackedLabels::pack(&[]).unpack().is_empty());
-        assert_eq!(PackedLabels::parse(packed.as_bytes()), Some(labels));
+        // Encoding inside `matches` while the scratch buffer is in use.
+        PackedLabels::with_encoded(&labels, |bytes| {
+            assert!(packed.matches_bytes(bytes));
+            assert!(packed.matches(&labels));
+        });
+    }
+
+    #[test]
+    fn parse_refuses_anything_pack_does_not_write() {
+        let packed = PackedLabels::pack(&[label("a", "b")]);
         let bytes = packed.as_bytes();
+        assert_eq!(bytes, [0x0a, 6, 0x0a, 1, b'a', 0x12, 1, b'b']);
         assert_eq!(PackedLabels::parse(&bytes[..bytes.len() - 1]), None);
-        assert_eq!(
-            PackedLabels::parse(&[1, b'a']),
-            None,
-            "a name without its value"
-        );
-        assert_eq!(PackedLabels::parse(&[1, 0xff, 0]), None, "not UTF-8");
+        let refused: &[&[u8]] = &[
+            // Value before name.
+            &[0x0a, 6, 0x12, 1, b'b', 0x0a, 1, b'a'],
+            // An empty value written out.
+            &[0x0a, 5, 0x0a, 1, b'a', 0x12, 0],
+            // An overlong length.
+            &[0x0a, 7, 0x0a, 0x81, 0, b'a', 0x12, 1, b'b'],
+            // Not UTF-8.
+            &[0x0a, 6, 0x0a, 1, 0xff, 0x12, 1, b'b'],
+            // Another field.
+            &[0x12, 6, 0x0a, 1, b'a', 0x12, 1, b'b'],
+        ];
+        for bytes in refused {
+            assert_eq!(PackedLabels::parse(bytes), None, "{bytes:?}");
+        }
     }
 }

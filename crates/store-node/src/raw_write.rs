@@ -10,7 +10,7 @@ use strata_common::service::refused;
 use strata_proto::prometheus::Label;
 use strata_proto::store::RejectedSeries;
 
-use crate::hash::label_bytes_hash;
+use crate::hash::packed_labels_hash;
 use crate::head::Head;
 use crate::packed_labels::PackedLabels;
 use crate::tenant_db::{Incoming, SeriesKey, TenantDb, TenantDbError, WriteOutcome, plan_write};
@@ -64,31 +64,38 @@ impl TenantDb {
 /// its packed labels) that depend on one another; looping over all series
 /// for each step in short loops lets the CPU overlap the misses of
 /// different series instead of waiting for each in turn.
+///
+/// A series is found as sent when its label fields are byte for byte the
+/// head's packed labels (a canonical encoding of a known series); any
+/// other is validated and looked up by its canonical labels when planned.
 fn resolve_all(
     head: &Head,
     request: &RawWrite,
     validator: &dyn SeriesValidator,
     invalid: &mut Vec<RejectedSeries>,
 ) -> Vec<Resolved> {
-    let hashes: Vec<u64> = request
+    let hashes: Vec<Option<u64>> = request
         .iter()
-        .map(|series| label_bytes_hash(series.labels()))
+        .map(|series| series.label_fields().map(packed_labels_hash))
         .collect();
     let candidates: Vec<Option<(u32, &PackedLabels)>> = hashes
         .iter()
-        .map(|&hash| head.hash_candidate(hash))
+        .map(|hash| hash.and_then(|hash| head.hash_candidate(hash)))
         .collect();
     request
         .iter()
         .zip(candidates)
         .enumerate()
         .map(|(index, (series, candidate))| {
-            let known = match candidate {
-                Some((id, labels)) if labels.matches_bytes(series.labels()) => Some(id),
-                // Another series under the same hash: look through them all.
-                Some(_) => head.lookup_bytes(series.labels()),
-                None => None,
-            };
+            let known = candidate.and_then(|(id, labels)| {
+                let sent = series.label_fields().unwrap_or_default();
+                if labels.matches_bytes(sent) {
+                    Some(id)
+                } else {
+                    // Another series under the same hash: look through them all.
+                    head.lookup_packed(sent)
+                }
+            });
             resolve(index, series, known, validator, invalid)
         })
         .collect()

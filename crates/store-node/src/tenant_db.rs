@@ -1005,6 +1005,9 @@ fn load_snapshot(
         Err(SnapshotError::OtherBlockRange { .. }) => {
             unused("it was taken with another block range")
         }
+        Err(SnapshotError::OtherFormat { .. }) => {
+            unused("it was written by a version with another snapshot format")
+        }
         Err(error) => {
             let aside = path.with_extension("snapshot.damaged");
             tracing::warn!(

@@ -135,6 +135,47 @@ fn reads_what_prost_writes() {
 }
 
 #[test]
+fn label_fields_are_the_labels_bytes_when_they_follow_one_another() {
+    let labels = vec![label(b"__name__", b"up"), label(b"job", b"api")];
+    let alone = RawTimeSeries {
+        labels: labels.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let bytes = sample_request().encode_to_vec();
+    let write = RawWrite::decode(bytes).expect("valid");
+    let first = write.series(0).expect("first");
+    assert_eq!(first.label_fields(), Some(&alone[..]));
+    assert_eq!(write.series(2).expect("empty").label_fields(), None);
+
+    // A sample between two labels: no contiguous label bytes.
+    let sample = field(1, FIXED64, &1f64.to_le_bytes());
+    let label_field = |l: &RawLabel| field(1, LENGTH_DELIMITED, &l.encode_to_vec());
+    let series = [
+        label_field(&labels[0]),
+        field(2, LENGTH_DELIMITED, &sample),
+        label_field(&labels[1]),
+    ]
+    .concat();
+    let split = RawWrite::decode(field(1, LENGTH_DELIMITED, &series)).expect("valid");
+    let series = split.series(0).expect("one series");
+    assert_eq!(series.label_count(), 2);
+    assert_eq!(series.label_fields(), None);
+    // After the samples, but together: their bytes.
+    let series = [
+        field(2, LENGTH_DELIMITED, &sample),
+        label_field(&labels[0]),
+        label_field(&labels[1]),
+    ]
+    .concat();
+    let late = RawWrite::decode(field(1, LENGTH_DELIMITED, &series)).expect("valid");
+    assert_eq!(
+        late.series(0).expect("one").label_fields(),
+        Some(&alone[..])
+    );
+}
+
+#[test]
 fn empty_body_is_an_empty_request() {
     let write = RawWrite::decode(Vec::new()).expect("empty");
     assert!(write.is_empty());

@@ -39,7 +39,9 @@ use crate::block::format::{FormatError, Reader, put_bytes, put_uvarint, put_vari
 use crate::packed_labels::PackedLabels;
 
 const MAGIC: &[u8; 8] = b"STRATAHS";
-const FORMAT: u8 = 1;
+/// 2: labels in their protobuf wire form (1 packed them with bare
+/// lengths). A snapshot of another format is not used (the WAL replays).
+const FORMAT: u8 = 2;
 
 /// The tenant's WAL bookkeeping at the moment of the snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,6 +72,9 @@ pub enum SnapshotError {
         "head snapshot was taken with a block range of {snapshot} ms, {configured} ms configured"
     )]
     OtherBlockRange { snapshot: i64, configured: i64 },
+    /// Written by a version of Strata with another snapshot format.
+    #[error("head snapshot has format {found}, this version reads {FORMAT}")]
+    OtherFormat { found: u8 },
 }
 
 /// Writes `head` and `meta` to `path` atomically: a temporary file, fsync,
@@ -138,6 +143,12 @@ pub fn read(path: &Path, chunk_range: i64) -> Result<Option<(Head, SnapshotMeta)
         reason,
     };
     let body = checked_body(&bytes).map_err(damaged)?;
+    let (&format, body) = body
+        .split_first()
+        .ok_or_else(|| damaged("no format".to_owned()))?;
+    if format != FORMAT {
+        return Err(SnapshotError::OtherFormat { found: format });
+    }
     let mut r = Reader::new(body, "head snapshot");
     let meta = read_meta(&mut r).map_err(|e| damaged(e.to_string()))?;
     let snapshot_range = r.varint().map_err(|e| damaged(e.to_string()))?;
@@ -154,8 +165,7 @@ pub fn read(path: &Path, chunk_range: i64) -> Result<Option<(Head, SnapshotMeta)
 
 /// The bytes between the magic and the checksum, once both are right.
 fn checked_body(bytes: &[u8]) -> Result<&[u8], String> {
-    let header = MAGIC.len() + 1;
-    if bytes.len() < header + 4 {
+    if bytes.len() < MAGIC.len() + 1 + 4 {
         return Err(format!("{} bytes is too short", bytes.len()));
     }
     let (content, crc) = bytes.split_at(bytes.len() - 4);
@@ -166,10 +176,8 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], String> {
     if &content[..MAGIC.len()] != MAGIC {
         return Err("not a head snapshot".to_owned());
     }
-    if content[MAGIC.len()] != FORMAT {
-        return Err(format!("unknown format {}", content[MAGIC.len()]));
-    }
-    Ok(&content[header..])
+    // The format byte is checked by the caller.
+    Ok(&content[MAGIC.len()..])
 }
 
 fn put_meta(out: &mut Vec<u8>, head: &Head, meta: &SnapshotMeta) {
@@ -401,6 +409,24 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_of_another_format_is_told_apart_from_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("head.snapshot");
+        write(&path, &small_head(), &SnapshotMeta::default()).expect("write");
+        let whole = fs::read(&path).expect("read");
+        let mut older = whole[..whole.len() - 4].to_vec();
+        older[MAGIC.len()] = 1;
+        let crc = crc32c::crc32c(&older);
+        older.extend_from_slice(&crc.to_le_bytes());
+        fs::write(&path, &older).expect("write");
+        let error = read(&path, 7_200_000).expect_err("other format");
+        assert!(
+            matches!(error, SnapshotError::OtherFormat { found: 1 }),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_body_with_a_recomputed_checksum_is_still_checked() {
         // Damage the CRC cannot see (it is recomputed): every flipped byte
         // of the body gives an error or a head, never a panic.
@@ -418,7 +444,11 @@ mod tests {
             match read(&path, 7_200_000) {
                 Ok(Some((head, _))) => assert!(head.num_series() <= 1, "byte {at}"),
                 Ok(None) => panic!("byte {at}: the file is there"),
-                Err(SnapshotError::Damaged { .. } | SnapshotError::OtherBlockRange { .. }) => {}
+                Err(
+                    SnapshotError::Damaged { .. }
+                    | SnapshotError::OtherBlockRange { .. }
+                    | SnapshotError::OtherFormat { .. },
+                ) => {}
                 Err(error) => panic!("byte {at}: {error}"),
             }
         }
