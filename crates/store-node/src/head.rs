@@ -570,12 +570,13 @@ impl Head {
         if !self.is_free(id) {
             return Err(format!("series id {id} is already in use"));
         }
-        if self.lookup(&labels).is_some() {
+        let series = MemSeries::new(&labels);
+        let packed = series.labels.as_bytes();
+        if self.lookup_packed(packed).is_some() {
             return Err(format!("series id {id} duplicates an existing series"));
         }
         self.index.add(id, &labels);
-        let series = MemSeries::new(&labels);
-        match self.ids.entry(packed_labels_hash(series.labels.as_bytes())) {
+        match self.ids.entry(packed_labels_hash(packed)) {
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(id);
             }

@@ -38,12 +38,22 @@ impl LabelIndex {
             if label.value.is_empty() {
                 continue;
             }
-            self.postings
-                .entry(label.name.clone())
-                .or_default()
-                .entry(label.value.clone())
-                .or_default()
-                .insert(id);
+            // Names and values are owned by the index once: no copy of
+            // them is made for the (usual) entries that exist already.
+            if !self.postings.contains_key(&label.name) {
+                self.postings.insert(label.name.clone(), BTreeMap::new());
+            }
+            let Some(values) = self.postings.get_mut(&label.name) else {
+                continue;
+            };
+            match values.get_mut(&label.value) {
+                Some(series) => {
+                    series.insert(id);
+                }
+                None => {
+                    values.insert(label.value.clone(), RoaringBitmap::from_iter([id]));
+                }
+            }
         }
     }
 

@@ -4,6 +4,8 @@
 //! steady state that is almost none, and a series costs a hash of bytes
 //! already in cache and one comparison with the head's packed labels.
 
+use std::borrow::Cow;
+
 use strata_common::SeriesValidator;
 use strata_common::raw_write::{RawSeries, RawWrite};
 use strata_common::service::refused;
@@ -40,10 +42,10 @@ impl TenantDb {
             // Indexes count the valid series, as in a `WriteRequest`.
             let incoming = request
                 .iter()
-                .zip(&resolved)
+                .zip(resolved)
                 .filter_map(|(series, resolved)| match resolved {
-                    Resolved::Known(id) => Some((series, SeriesKey::Known(*id))),
-                    Resolved::New(labels) => Some((series, SeriesKey::Labels(labels))),
+                    Resolved::Known(id) => Some((series, SeriesKey::Known(id))),
+                    Resolved::New(labels) => Some((series, SeriesKey::Labels(Cow::Owned(labels)))),
                     Resolved::Invalid => None,
                 })
                 .enumerate()

@@ -4,6 +4,7 @@
 //! Cutting the head into blocks, compaction and retention live in
 //! [`crate::maintenance`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use strata_proto::wal::{
 };
 
 use crate::block::{Block, BlockCache, BlockError};
-use crate::hash::FastBuild;
+use crate::hash::{FastBuild, labels_hash};
 use crate::head::snapshot::{self, SnapshotError, SnapshotMeta};
 use crate::head::{AppendCheck, Head, LastSample, SampleRejection, SampleValue, check_order};
 use crate::wal::{ReplayStats, Wal, WalError, WalOptions};
@@ -385,7 +386,7 @@ impl TenantDb {
                 .enumerate()
                 .map(|(index, series)| Incoming {
                     index,
-                    key: SeriesKey::Labels(&series.labels),
+                    key: SeriesKey::Labels(Cow::Borrowed(&series.labels)),
                     samples: &series.samples,
                     histograms: &series.histograms,
                 });
@@ -614,10 +615,12 @@ pub(crate) struct Incoming<'a> {
 }
 
 /// How the planner finds an incoming series.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum SeriesKey<'a> {
-    /// Canonical labels, to look up in the head or create.
-    Labels(&'a [Label]),
+    /// Canonical labels, to look up in the head or create (owned when the
+    /// caller has no further use for them: a new series takes them as
+    /// they are).
+    Labels(Cow<'a, [Label]>),
     /// A series the head has under this id (found under the same lock).
     Known(u32),
 }
@@ -642,31 +645,45 @@ pub(crate) fn plan_write<'a>(
     bounds: Bounds,
 ) -> WritePlan {
     let mut plan = WritePlan::default();
-    // Series created by this very request, and the newest sample accepted so
-    // far per series, so that order checks see earlier samples of the request.
-    let mut created: HashMap<&[Label], u32, FastBuild> = HashMap::default();
-    // Sized for every series up front: growing it by rehashing showed in
-    // ingest profiles.
-    let (fewest, most) = timeseries.size_hint();
-    let series_count = most.unwrap_or(fewest);
-    let mut pending_last = PendingLast::with_capacity(series_count);
-    plan.samples.series_ids.reserve(series_count);
-    plan.samples.timestamps_ms.reserve(series_count);
-    plan.samples.value_bits.reserve(series_count);
-    let mut next_id = head.next_id();
+    let timeseries: Vec<Incoming<'a>> = timeseries.collect();
+    plan.samples.series_ids.reserve(timeseries.len());
+    plan.samples.timestamps_ms.reserve(timeseries.len());
+    plan.samples.value_bits.reserve(timeseries.len());
+    let in_head: Vec<Option<u32>> = timeseries
+        .iter()
+        .map(|series| match &series.key {
+            SeriesKey::Known(id) => Some(*id),
+            SeriesKey::Labels(labels) => head.lookup(labels),
+        })
+        .collect();
+    // Order checks must see the samples planned for earlier entries of the
+    // same series in this request. Those are kept only for series that can
+    // come again: the ones in the head more than once here, and the ones
+    // this request creates. Most series come once, and keeping every
+    // series' last sample showed in ingest profiles.
+    let repeated = repeated_ids(&in_head);
+    let first_new_id = head.next_id();
+    let mut created = CreatedSeries::default();
+    let mut pending_last = PendingLast::default();
+    let mut next_id = first_new_id;
 
-    for series in timeseries {
+    for (series, in_head) in timeseries.into_iter().zip(in_head) {
         if series.samples.is_empty() && series.histograms.is_empty() {
             continue;
         }
-        let existing = match series.key {
-            SeriesKey::Known(id) => Some(id),
-            SeriesKey::Labels(labels) => {
-                head.lookup(labels).or_else(|| created.get(labels).copied())
-            }
+        let existing = match (&series.key, in_head) {
+            (_, Some(id)) => Some(id),
+            (SeriesKey::Labels(labels), None) => created.find(&plan.new_series, labels),
+            (SeriesKey::Known(_), None) => None,
         };
         let id = existing.unwrap_or(next_id);
-        let mut last = pending_last.get(id).cloned().or_else(|| {
+        let tracked = id >= first_new_id || repeated.binary_search(&id).is_ok();
+        let planned = if tracked {
+            pending_last.get(id).cloned()
+        } else {
+            None
+        };
+        let mut last = planned.or_else(|| {
             existing
                 .and_then(|id| head.series(id))
                 .and_then(|s| s.last_sample())
@@ -737,26 +754,22 @@ pub(crate) fn plan_write<'a>(
             }
         }
 
-        if accepted > 0
-            && existing.is_none()
-            && let SeriesKey::Labels(labels) = series.key
-        {
-            plan.new_series.push(SeriesEntry {
-                id,
-                labels: labels.to_vec(),
-            });
-            created.insert(labels, id);
-            next_id += 1;
-        }
-        if let Some(last) = last {
-            pending_last.set(id, last);
-        }
         if let Some(why) = reason {
             plan.rejected.push(RejectedSeries {
                 index: u32::try_from(series.index).unwrap_or(u32::MAX),
                 reason: format!("{} for series {}", why.message(), series.key.describe(head)),
                 rejected_samples: refused,
             });
+        }
+        if accepted > 0
+            && existing.is_none()
+            && let SeriesKey::Labels(labels) = series.key
+        {
+            created.add(&mut plan.new_series, id, labels.into_owned());
+            next_id += 1;
+        }
+        if tracked && let Some(last) = last {
+            pending_last.set(id, last);
         }
     }
     plan.next_id = next_id;
@@ -769,23 +782,57 @@ pub(crate) fn plan_write<'a>(
     plan
 }
 
-/// The newest sample planned so far per series of one write. The map
-/// holds indexes into a vector, so its entries are 8 bytes: it is written
-/// once per series, and a map of whole samples showed in ingest profiles.
-#[derive(Debug)]
+/// The ids that occur more than once in `ids`, sorted.
+fn repeated_ids(ids: &[Option<u32>]) -> Vec<u32> {
+    let mut sorted: Vec<u32> = ids.iter().flatten().copied().collect();
+    // Senders send their series in much the same order every time, and
+    // ids follow first arrival: usually one sorted run, cheap to sort.
+    sorted.sort_unstable();
+    let mut repeated: Vec<u32> = sorted
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect();
+    repeated.dedup();
+    repeated
+}
+
+/// The series a write creates, found by their labels' hash (a request
+/// can carry a new series more than once).
+#[derive(Debug, Default)]
+struct CreatedSeries {
+    /// Label-set hash → index in the plan's new series of the first with it.
+    first: HashMap<u64, usize, FastBuild>,
+}
+
+impl CreatedSeries {
+    fn find(&self, created: &[SeriesEntry], labels: &[Label]) -> Option<u32> {
+        let at = *self.first.get(&labels_hash(labels))?;
+        match created.get(at) {
+            Some(entry) if entry.labels == labels => Some(entry.id),
+            // Another label set under the same hash: look through them all.
+            _ => created.iter().find(|e| e.labels == labels).map(|e| e.id),
+        }
+    }
+
+    fn add(&mut self, created: &mut Vec<SeriesEntry>, id: u32, labels: Vec<Label>) {
+        self.first
+            .entry(labels_hash(&labels))
+            .or_insert(created.len());
+        created.push(SeriesEntry { id, labels });
+    }
+}
+
+/// The newest sample planned so far per series of one write that may
+/// come again in it. The map holds indexes into a vector, so its entries
+/// are 8 bytes.
+#[derive(Debug, Default)]
 struct PendingLast {
     index: HashMap<u32, u32, FastBuild>,
     last: Vec<LastSample>,
 }
 
 impl PendingLast {
-    fn with_capacity(series: usize) -> Self {
-        PendingLast {
-            index: HashMap::with_capacity_and_hasher(series, FastBuild::default()),
-            last: Vec::with_capacity(series),
-        }
-    }
-
     fn get(&self, id: u32) -> Option<&LastSample> {
         let at = *self.index.get(&id)?;
         self.last.get(at as usize)
@@ -831,11 +878,8 @@ impl WritePlan {
                 record: Some(record),
             })
         };
-        let series = (!self.new_series.is_empty()).then(|| {
-            encode(wal_record::Record::Series(SeriesRecord {
-                entries: self.new_series.clone(),
-            }))
-        });
+        let series =
+            (!self.new_series.is_empty()).then(|| wal_codec::encode_series(&self.new_series));
         let mut after = Vec::new();
         if !self.histograms.series_ids.is_empty() {
             after.push(encode(wal_record::Record::Histograms(

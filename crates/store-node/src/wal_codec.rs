@@ -9,7 +9,7 @@
 //! ever written stays readable: a data directory of an older build opens.
 
 use prost::Message;
-use strata_proto::wal::{SamplesRecord, WalRecord, wal_record};
+use strata_proto::wal::{SamplesRecord, SeriesEntry, WalRecord, wal_record};
 
 mod samples;
 #[cfg(test)]
@@ -91,9 +91,28 @@ pub fn max_samples_len(samples: usize) -> usize {
     1 + samples::max_encoded_len(samples)
 }
 
+/// Encodes a series record of `entries`: the bytes of [`encode`] of a
+/// `WalRecord` holding them, without copying them into one first.
+pub fn encode_series(entries: &[SeriesEntry]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, message};
+    // WalRecord.series (1) → SeriesRecord.entries (1), repeated.
+    let record_len = message::encoded_len_repeated(1, entries);
+    let mut out = Vec::with_capacity(record_len + 11);
+    encode_key(1, WireType::LengthDelimited, &mut out);
+    encode_varint(record_len as u64, &mut out);
+    for entry in entries {
+        message::encode(1, entry, &mut out);
+    }
+    frame(out)
+}
+
 /// Encodes any message the way WAL records are (also used for checkpoints).
 pub fn encode_message(record: &impl Message) -> Vec<u8> {
-    let message = record.encode_to_vec();
+    frame(record.encode_to_vec())
+}
+
+/// A payload of the protobuf bytes `message`: compressed when smaller.
+fn frame(message: Vec<u8>) -> Vec<u8> {
     if message.len() >= MIN_COMPRESS_BYTES
         && let Ok(compressed) = snap::raw::Encoder::new().compress_vec(&message)
         && compressed.len() < message.len()

@@ -283,3 +283,23 @@ mod predicted {
         }
     }
 }
+
+#[test]
+fn series_records_encode_as_their_whole_message() {
+    use strata_common::labels::label;
+    use strata_proto::wal::SeriesRecord;
+    for n in [1, 3, 500] {
+        let entries: Vec<SeriesEntry> = (0..n)
+            .map(|i| SeriesEntry {
+                id: i * 1000,
+                labels: vec![label("__name__", "up"), label("instance", &format!("h{i}"))],
+            })
+            .collect();
+        let whole = WalRecord {
+            record: Some(wal_record::Record::Series(SeriesRecord {
+                entries: entries.clone(),
+            })),
+        };
+        assert_eq!(encode_series(&entries), encode(&whole), "{n} entries");
+    }
+}
