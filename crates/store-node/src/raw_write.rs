@@ -247,6 +247,40 @@ mod tests {
     }
 
     #[test]
+    fn a_series_sent_again_in_one_request_is_checked_against_its_earlier_samples() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        let rules = rules();
+        db.write_raw(&request(&[(UP_A, 1)]), &rules).expect("write");
+        // Found as sent, then (unsorted) by its validated labels, then as
+        // sent again: every entry sees the samples planned before it.
+        let (outcome, invalid) = db
+            .write_raw(
+                &request(&[
+                    (UP_A, 5),
+                    (UP_A_UNSORTED, 3),
+                    (UP_A, 4),
+                    (UP_A, 6),
+                    (UP_A_UNSORTED, 6),
+                ]),
+                &rules,
+            )
+            .expect("write");
+        assert!(invalid.is_empty());
+        assert_eq!(outcome.response.samples_written, 2);
+        let rejected: Vec<u32> = outcome.response.rejected.iter().map(|r| r.index).collect();
+        assert_eq!(rejected, [1, 2]);
+        let selected = db.select(&[], 0, 100).expect("select");
+        assert_eq!(selected.len(), 1);
+        let replayed = open(dir.path());
+        assert_eq!(
+            replayed.select(&[], 0, 100).expect("select"),
+            selected,
+            "the WAL holds what the head does"
+        );
+    }
+
+    #[test]
     fn a_known_series_the_validator_no_longer_accepts_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open(dir.path());
