@@ -253,20 +253,31 @@ impl XorAppender {
     }
 
     /// Writes the low `nbits` bits of `value`, most significant first.
+    ///
+    /// The free bits of the last byte first, then whole bytes, then the
+    /// rest into a new byte: at most three steps, where a loop over
+    /// byte-sized pieces showed in ingest profiles.
+    #[inline]
     fn write_bits(&mut self, value: u64, nbits: u32) {
+        debug_assert!(nbits <= 64);
         let mut remaining = nbits;
-        while remaining > 0 {
-            if self.free_bits == 0 {
-                self.buf.push(0);
-                self.free_bits = 8;
-            }
+        if self.free_bits > 0 && remaining > 0 {
             let take = remaining.min(self.free_bits);
-            let mask = (1u64 << take) - 1;
-            let chunk = ((value >> (remaining - take)) & mask) as u8;
-            let last = self.buf.len() - 1;
-            self.buf[last] |= chunk << (self.free_bits - take);
+            let chunk = ((value >> (remaining - take)) & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = self.buf.last_mut() {
+                *last |= chunk << (self.free_bits - take);
+            }
             self.free_bits -= take;
             remaining -= take;
+        }
+        while remaining >= 8 {
+            remaining -= 8;
+            self.buf.push((value >> remaining) as u8);
+        }
+        if remaining > 0 {
+            // The low `remaining` bits, at the top of a new byte.
+            self.buf.push((value << (8 - remaining)) as u8);
+            self.free_bits = 8 - remaining;
         }
     }
 

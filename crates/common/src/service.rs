@@ -91,7 +91,7 @@ pub trait StoreApi: Send + Sync + 'static {
         request: RawWrite,
         validator: Arc<dyn SeriesValidator>,
     ) -> Result<RawWriteResponse, ServiceError> {
-        let mut invalid = Vec::new();
+        let mut invalid = Refusals::default();
         let mut timeseries = Vec::with_capacity(request.len());
         for (index, series) in request.iter().enumerate() {
             match validator.validate(series) {
@@ -101,7 +101,7 @@ pub trait StoreApi: Send + Sync + 'static {
                     exemplars: Vec::new(),
                     histograms: series.histograms().to_vec(),
                 }),
-                Err(reason) => invalid.push(refused(index, series, reason)),
+                Err(reason) => invalid.add(index, series, reason),
             }
         }
         let written = self
@@ -134,20 +134,37 @@ pub trait SeriesValidator: Send + Sync + 'static {
 /// What [`StoreApi::write_raw`] did.
 #[derive(Debug, Default)]
 pub struct RawWriteResponse {
-    /// The store's answer for the valid series (its rejections' indexes
-    /// count only valid series).
+    /// The store's answer for the valid series (the indexes of its
+    /// rejections count only the valid series, as in the `WriteRequest`
+    /// they would make).
     pub written: WriteResponse,
-    /// The series the validator refused, in request order, by index in
-    /// the request.
-    pub invalid: Vec<RejectedSeries>,
+    /// The series the validator refused.
+    pub invalid: Refusals,
 }
 
-/// A series the validator refused: all its samples are refused.
-pub fn refused(index: usize, series: RawSeries<'_>, reason: String) -> RejectedSeries {
-    RejectedSeries {
-        index: u32::try_from(index).unwrap_or(u32::MAX),
-        reason,
-        rejected_samples: (series.samples().len() + series.histograms().len()) as u64,
+/// The series a validator refused, counted; only the first is kept whole
+/// (a response names one): a body of many small invalid series must not
+/// make as many messages.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Refusals {
+    pub series: u64,
+    /// Samples and histograms of those series (all refused).
+    pub samples: u64,
+    /// The first refused series, by its index in the request.
+    pub first: Option<RejectedSeries>,
+}
+
+impl Refusals {
+    /// Counts series `index` of the request as refused for `reason`.
+    pub fn add(&mut self, index: usize, series: RawSeries<'_>, reason: String) {
+        let samples = (series.samples().len() + series.histograms().len()) as u64;
+        self.series += 1;
+        self.samples += samples;
+        self.first.get_or_insert_with(|| RejectedSeries {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            reason,
+            rejected_samples: samples,
+        });
     }
 }
 

@@ -141,10 +141,15 @@ impl Frontend {
             .store()
             .write_raw(tenant.as_str(), request, Arc::new(rules))
             .await?;
-        let mut ingested = Ingested::default();
         // The validator's refusals first (they are what the sender must
         // fix), then the store's, each in request order.
-        for refused in invalid.iter().chain(&written.rejected) {
+        let mut ingested = Ingested {
+            refused_series: usize::try_from(invalid.series).unwrap_or(usize::MAX),
+            refused_samples: invalid.samples,
+            first_refusal: invalid.first.map(|first| first.reason),
+            ..Ingested::default()
+        };
+        for refused in &written.rejected {
             ingested.refused_series += 1;
             ingested.refused_samples += refused.rejected_samples;
             ingested

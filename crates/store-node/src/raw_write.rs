@@ -8,9 +8,8 @@ use std::borrow::Cow;
 
 use strata_common::SeriesValidator;
 use strata_common::raw_write::{RawSeries, RawWrite};
-use strata_common::service::refused;
+use strata_common::service::Refusals;
 use strata_proto::prometheus::Label;
-use strata_proto::store::RejectedSeries;
 
 use crate::hash::packed_labels_hash;
 use crate::head::Head;
@@ -28,26 +27,41 @@ enum Resolved {
 
 impl TenantDb {
     /// Writes `request`'s valid series; returns the write's outcome and
-    /// the series `validator` refused, in request order.
+    /// the series `validator` refused.
     pub fn write_raw(
         &self,
         request: &RawWrite,
         validator: &dyn SeriesValidator,
-    ) -> Result<(WriteOutcome, Vec<RejectedSeries>), TenantDbError> {
-        let mut invalid = Vec::new();
+    ) -> Result<(WriteOutcome, Refusals), TenantDbError> {
+        let mut invalid = Refusals::default();
+        // Resolved under the head's read lock only: validating new series
+        // does not hold up the tenant's other writes, which wait for the
+        // WAL lock (and its fsync).
+        let resolved = resolve_all(&self.head.read(), request, validator, &mut invalid);
         let outcome = self.write_planned(|head, bounds| {
-            // Resolved under the same lock as the plan: an id found here
-            // cannot be cut away before the plan uses it.
-            let resolved = resolve_all(head, request, validator, &mut invalid);
-            // Indexes count the valid series, as in a `WriteRequest`.
             let incoming = request
                 .iter()
                 .zip(resolved)
-                .filter_map(|(series, resolved)| match resolved {
-                    Resolved::Known(id) => Some((series, SeriesKey::Known(id))),
-                    Resolved::New(labels) => Some((series, SeriesKey::Labels(Cow::Owned(labels)))),
-                    Resolved::Invalid => None,
+                .enumerate()
+                .filter_map(|(index, (series, resolved))| {
+                    let resolved = match resolved {
+                        // Cut away since it was found (its data all in
+                        // blocks): ids are never reused, so only a missing
+                        // one needs another look, as a new series.
+                        Resolved::Known(id) if head.series(id).is_none() => {
+                            resolve(index, series, None, validator, &mut invalid)
+                        }
+                        resolved => resolved,
+                    };
+                    match resolved {
+                        Resolved::Known(id) => Some((series, SeriesKey::Known(id))),
+                        Resolved::New(labels) => {
+                            Some((series, SeriesKey::Labels(Cow::Owned(labels))))
+                        }
+                        Resolved::Invalid => None,
+                    }
                 })
+                // Indexes count the valid series, as in a `WriteRequest`.
                 .enumerate()
                 .map(|(index, (series, key))| Incoming {
                     index,
@@ -74,7 +88,7 @@ fn resolve_all(
     head: &Head,
     request: &RawWrite,
     validator: &dyn SeriesValidator,
-    invalid: &mut Vec<RejectedSeries>,
+    invalid: &mut Refusals,
 ) -> Vec<Resolved> {
     let hashes: Vec<Option<u64>> = request
         .iter()
@@ -108,7 +122,7 @@ fn resolve(
     series: RawSeries<'_>,
     known: Option<u32>,
     validator: &dyn SeriesValidator,
-    invalid: &mut Vec<RejectedSeries>,
+    invalid: &mut Refusals,
 ) -> Resolved {
     // Labels equal to a stored (canonical, once validated) label set are
     // valid as they are, unless the validator has something left to check.
@@ -120,7 +134,7 @@ fn resolve(
     match validator.validate(series) {
         Ok(labels) => Resolved::New(labels),
         Err(reason) => {
-            invalid.push(refused(index, series, reason));
+            invalid.add(index, series, reason);
             Resolved::Invalid
         }
     }
@@ -229,17 +243,18 @@ mod tests {
             .expect("write");
         assert_eq!(outcome.new_series, 1);
         assert_eq!(outcome.response.samples_written, 1);
-        assert_eq!(invalid.len(), 1);
-        assert_eq!(invalid[0].index, 1);
-        assert_eq!(invalid[0].reason, "bad value of job");
-        assert_eq!(invalid[0].rejected_samples, 1);
+        assert_eq!((invalid.series, invalid.samples), (1, 1));
+        let first = invalid.first.expect("first refusal");
+        assert_eq!(first.index, 1);
+        assert_eq!(first.reason, "bad value of job");
+        assert_eq!(first.rejected_samples, 1);
         assert_eq!(rules.validated.load(Ordering::Relaxed), 2);
 
         // Known as sent: no validation. Unsorted: validated, then found.
         let (outcome, invalid) = db
             .write_raw(&request(&[(UP_A, 2), (UP_A_UNSORTED, 3)]), &rules)
             .expect("write");
-        assert!(invalid.is_empty());
+        assert_eq!(invalid, Refusals::default());
         assert_eq!(outcome.new_series, 0);
         assert_eq!(outcome.response.samples_written, 2);
         assert_eq!(rules.validated.load(Ordering::Relaxed), 3);
@@ -266,7 +281,7 @@ mod tests {
                 &rules,
             )
             .expect("write");
-        assert!(invalid.is_empty());
+        assert_eq!(invalid, Refusals::default());
         assert_eq!(outcome.response.samples_written, 2);
         let rejected: Vec<u32> = outcome.response.rejected.iter().map(|r| r.index).collect();
         assert_eq!(rejected, [1, 2]);
@@ -294,7 +309,7 @@ mod tests {
             .write_raw(&request(&[(UP_A, 2)]), &lowered)
             .expect("write");
         assert_eq!(outcome.response.samples_written, 0);
-        assert_eq!(invalid[0].reason, "too many labels");
+        assert_eq!(invalid.first.expect("refused").reason, "too many labels");
     }
 
     #[test]
@@ -310,7 +325,7 @@ mod tests {
         let (outcome, invalid) = db
             .write_raw(&request(&[(UP_A, 5), (new, 7), (new, 6)]), &rules)
             .expect("write");
-        assert!(invalid.is_empty());
+        assert_eq!(invalid, Refusals::default());
         assert_eq!(outcome.new_series, 1);
         let rejected = &outcome.response.rejected;
         assert_eq!(rejected.len(), 2);

@@ -15,8 +15,7 @@ use strata_common::Matcher;
 use strata_proto::prometheus::{Histogram, Label, MetricMetadata, Sample, TimeSeries};
 use strata_proto::store::{RejectedSeries, SelectedSeries, WriteResponse};
 use strata_proto::wal::{
-    Checkpoint, HistogramsRecord, MetadataRecord, SamplesRecord, SeriesEntry, SeriesRecord,
-    WalRecord, wal_record,
+    Checkpoint, HistogramsRecord, MetadataRecord, SamplesRecord, SeriesEntry, WalRecord, wal_record,
 };
 
 use crate::block::{Block, BlockCache, BlockError};
@@ -380,10 +379,30 @@ impl TenantDb {
         timeseries: &[TimeSeries],
         metadata: &[MetricMetadata],
     ) -> Result<WriteOutcome, TenantDbError> {
-        self.write_planned(|head, bounds| {
+        // Labels that are not canonical are refused here: the head's
+        // lookups and the raw write path's shortcut rely on stored label
+        // sets being canonical, and this path (the store's gRPC `Write`)
+        // takes whatever a caller sends.
+        let mut refused: Vec<RejectedSeries> = timeseries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, series)| {
+                let why = not_canonical(&series.labels)?;
+                Some(RejectedSeries {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    reason: format!(
+                        "{why} in series {}",
+                        strata_common::labels::format(&series.labels)
+                    ),
+                    rejected_samples: (series.samples.len() + series.histograms.len()) as u64,
+                })
+            })
+            .collect();
+        let mut outcome = self.write_planned(|head, bounds| {
             let incoming = timeseries
                 .iter()
                 .enumerate()
+                .filter(|(_, series)| refused.is_empty() || not_canonical(&series.labels).is_none())
                 .map(|(index, series)| Incoming {
                     index,
                     key: SeriesKey::Labels(Cow::Borrowed(&series.labels)),
@@ -391,7 +410,13 @@ impl TenantDb {
                     histograms: &series.histograms,
                 });
             plan_write(head, incoming, metadata, bounds)
-        })
+        })?;
+        if !refused.is_empty() {
+            let rejected = &mut outcome.response.rejected;
+            rejected.append(&mut refused);
+            rejected.sort_by_key(|r| r.index);
+        }
+        Ok(outcome)
     }
 
     /// Appends what `plan` decides from the head (under its read lock and
@@ -568,6 +593,24 @@ impl TenantDb {
         values.dedup();
         Ok(values)
     }
+}
+
+/// Why `labels` are not a canonical label set (at least one label, names
+/// sorted and distinct, no empty name or value), if they are not.
+fn not_canonical(labels: &[Label]) -> Option<&'static str> {
+    if labels.is_empty() {
+        return Some("no labels");
+    }
+    if labels.iter().any(|l| l.name.is_empty()) {
+        return Some("empty label name");
+    }
+    if labels.iter().any(|l| l.value.is_empty()) {
+        return Some("empty label value");
+    }
+    if labels.windows(2).any(|pair| pair[0].name >= pair[1].name) {
+        return Some("labels not sorted by name or a name repeated");
+    }
+    None
 }
 
 /// The head's lower bound as the write path applies it.
@@ -1317,6 +1360,55 @@ mod tests {
         assert_eq!(out.response.rejected[0].index, 1);
     }
 
+    #[test]
+    fn labels_that_are_not_canonical_are_refused_and_the_rest_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, _) =
+            TenantDb::open("t", dir.path(), TenantOptions::default(), test_cache()).expect("open");
+        let with = |labels: Vec<Label>| TimeSeries {
+            labels,
+            ..series("x", &[(1, 1.0)])
+        };
+        let out = db
+            .write(
+                &[
+                    with(vec![label("job", "a"), label("__name__", "up")]),
+                    series("ok", &[(1, 1.0)]),
+                    with(vec![label("__name__", "up"), label("__name__", "up")]),
+                    with(vec![label("__name__", "up"), label("job", "")]),
+                    with(vec![label("", "v")]),
+                    with(Vec::new()),
+                ],
+                &[],
+            )
+            .expect("write");
+        assert_eq!(out.response.samples_written, 1);
+        assert_eq!(out.new_series, 1);
+        let reasons: Vec<(u32, &str)> = out
+            .response
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    0,
+                    "labels not sorted by name or a name repeated in series up{job=\"a\"}"
+                ),
+                (
+                    2,
+                    "labels not sorted by name or a name repeated in series up"
+                ),
+                (3, "empty label value in series up{job=\"\"}"),
+                (4, "empty label name in series {=\"v\"}"),
+                (5, "no labels in series {}"),
+            ]
+        );
+        assert_eq!(db.head().num_series(), 1);
+    }
+
     /// Every float sample in the head, per series name, as (t, value bits).
     fn float_samples(db: &TenantDb) -> Vec<(String, Vec<(i64, u64)>)> {
         let head = db.head();
@@ -1705,14 +1797,16 @@ mod tests {
                 )
                 .expect("wal");
             let series_record = wal_codec::encode(&WalRecord {
-                record: Some(wal_record::Record::Series(SeriesRecord {
-                    entries: (0..300)
-                        .map(|i| SeriesEntry {
-                            id: i,
-                            labels: vec![label("__name__", &format!("s{i}"))],
-                        })
-                        .collect(),
-                })),
+                record: Some(wal_record::Record::Series(
+                    strata_proto::wal::SeriesRecord {
+                        entries: (0..300)
+                            .map(|i| SeriesEntry {
+                                id: i,
+                                labels: vec![label("__name__", &format!("s{i}"))],
+                            })
+                            .collect(),
+                    },
+                )),
             });
             let samples_record = wal_codec::encode(&WalRecord {
                 record: Some(wal_record::Record::Samples(SamplesRecord {
