@@ -393,10 +393,20 @@ fn index(n: usize) -> u32 {
 }
 
 /// A `Label` message: `name` (1) and `value` (2), the last of each wins.
+///
+/// Inlined, with the general loop apart: a result returned through memory
+/// from a call was read back before its stores had landed, which stalled
+/// the decoder at every label.
+#[inline]
 fn read_label(buf: &[u8], range: Range<usize>) -> Result<LabelSpan, DecodeError> {
-    if let Some(label) = plain_label(buf, &range) {
-        return Ok(label);
+    match plain_label(buf, &range) {
+        Some(label) => Ok(label),
+        None => read_any_label(buf, range),
     }
+}
+
+#[inline(never)]
+fn read_any_label(buf: &[u8], range: Range<usize>) -> Result<LabelSpan, DecodeError> {
     let mut label = LabelSpan::default();
     let mut reader = Reader::new(buf, range);
     while let Some((field, wire, offset)) = reader.key()? {
@@ -465,10 +475,18 @@ fn span(range: Range<usize>) -> (u32, u32) {
 }
 
 /// A `Sample` message: `value` (1, double) and `timestamp` (2, int64).
+///
+/// Inlined with the general loop apart, as [`read_label`].
+#[inline]
 fn read_sample(buf: &[u8], range: Range<usize>) -> Result<Sample, DecodeError> {
-    if let Some(sample) = plain_sample(buf, &range) {
-        return Ok(sample);
+    match plain_sample(buf, &range) {
+        Some(sample) => Ok(sample),
+        None => read_any_sample(buf, range),
     }
+}
+
+#[inline(never)]
+fn read_any_sample(buf: &[u8], range: Range<usize>) -> Result<Sample, DecodeError> {
     let mut sample = Sample::default();
     let mut reader = Reader::new(buf, range);
     while let Some((field, wire, offset)) = reader.key()? {
@@ -506,6 +524,23 @@ fn expect(
             offset,
         })
     }
+}
+
+/// The varint at `at` of `buf` (at most ten bytes, the tenth at most 1, as
+/// prost reads them) and where it ends.
+#[inline]
+fn long_varint(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in buf.get(at..)?.iter().take(10).enumerate() {
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((value, at + i + 1));
+        }
+    }
+    None
 }
 
 /// A cursor over one message: `pos..end` of the whole buffer, so that the
@@ -556,27 +591,14 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             return Ok(u64::from(byte));
         }
-        self.long_varint()
-    }
-
-    #[inline(never)]
-    fn long_varint(&mut self) -> Result<u64, DecodeError> {
-        let offset = self.pos;
-        let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let Some(&byte) = self.buf[..self.end].get(self.pos) else {
-                return Err(DecodeError::Varint { offset });
-            };
-            self.pos += 1;
-            if shift == 63 && byte > 1 {
-                return Err(DecodeError::Varint { offset });
+        // Timestamps take six bytes: decoded here too, the error apart.
+        match long_varint(&self.buf[..self.end], self.pos) {
+            Some((value, end)) => {
+                self.pos = end;
+                Ok(value)
             }
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Ok(value);
-            }
+            None => Err(DecodeError::Varint { offset: self.pos }),
         }
-        Err(DecodeError::Varint { offset })
     }
 
     /// The byte range of a length-delimited field's contents.
