@@ -20,6 +20,54 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// mimalloc's own C API, linked in with the allocator.
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn mi_collect(force: bool);
+    fn mi_option_set(option: i32, value: std::ffi::c_long);
+    #[cfg(test)]
+    fn mi_option_get(option: i32) -> std::ffi::c_long;
+}
+
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (v2 and v3).
+const PURGE_DELAY_OPTION: i32 = 15;
+
+/// Makes mimalloc hand memory freed by a burst of requests back to the OS.
+///
+/// By default (mimalloc v3) it purges freed pages a second after they
+/// were freed, and only when later allocations pass by: after a burst of
+/// remote writes the
+/// request buffers it had freed stayed resident, about 18 MiB, a quarter
+/// of the head, after the default ingest benchmark. A 1 ms delay returned
+/// them at no measurable CPU cost (0 ms, purging at every free, cost about
+/// 10 % of ingest CPU), and a collection each second returns what an idle
+/// process still holds.
+fn release_free_memory() {
+    // SAFETY: setting an option takes no pointers; mimalloc reads its
+    // options atomically.
+    #[allow(unsafe_code)]
+    unsafe {
+        mi_option_set(PURGE_DELAY_OPTION, 1);
+    }
+    let spawned = std::thread::Builder::new()
+        .name("memory-release".to_owned())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                // SAFETY: `mi_collect` takes no pointers and may be called
+                // from any thread at any time.
+                #[allow(unsafe_code)]
+                unsafe {
+                    mi_collect(false);
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        // Only memory held longer than needed: not worth failing over.
+        eprintln!("strata: cannot start the memory release thread: {error}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Some(cli::Command::Tool(command)) = &cli.command {
@@ -53,6 +101,7 @@ fn main() -> ExitCode {
             }
         }
     };
+    release_free_memory();
     let result = runtime.block_on(server::run(config));
     telemetry.shutdown();
     // A replay still running after a signal must not hold the exit up.
@@ -63,5 +112,19 @@ fn main() -> ExitCode {
             eprintln!("strata: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // mimalloc v3's default purge delay is 1000 ms (src/options.c):
+        // the index names that option.
+        #[allow(unsafe_code)]
+        let default = unsafe { mi_option_get(PURGE_DELAY_OPTION) };
+        assert_eq!(default, 1000);
     }
 }
