@@ -304,17 +304,17 @@ impl XorAppender {
 
     fn write_dod(&mut self, dod: i64) {
         // The bucket payload is the low n bits of the two's complement.
+        // A bucket's prefix and payload go in one write.
+        let bucket =
+            |prefix: u64, nbits: u32| (prefix << nbits) | (dod as u64 & ((1 << nbits) - 1));
         if dod == 0 {
             self.write_bit(false);
         } else if fits_bits(dod, 14) {
-            self.write_bits(0b10, 2);
-            self.write_bits(dod as u64, 14);
+            self.write_bits(bucket(0b10, 14), 2 + 14);
         } else if fits_bits(dod, 17) {
-            self.write_bits(0b110, 3);
-            self.write_bits(dod as u64, 17);
+            self.write_bits(bucket(0b110, 17), 3 + 17);
         } else if fits_bits(dod, 20) {
-            self.write_bits(0b1110, 4);
-            self.write_bits(dod as u64, 20);
+            self.write_bits(bucket(0b1110, 20), 4 + 20);
         } else {
             self.write_bits(0b1111, 4);
             self.write_bits(dod as u64, 64);
@@ -327,26 +327,27 @@ impl XorAppender {
             self.write_bit(false);
             return;
         }
-        self.write_bit(true);
 
         // The leading-zero count has a 5-bit field: clamp as Prometheus does.
         let leading = (xor.leading_zeros() as u8).min(31);
         let trailing = xor.trailing_zeros() as u8;
 
+        // The control bits go in one write, the meaningful bits in another.
         if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
-            // The meaningful bits fit in the previous window: reuse it.
-            self.write_bit(false);
+            // Changed ('1'), within the previous window ('0').
+            self.write_bits(0b10, 2);
             let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
             self.write_bits(xor >> self.trailing, sig);
         } else {
             self.leading = leading;
             self.trailing = trailing;
-            self.write_bit(true);
-            self.write_bits(u64::from(leading), 5);
             // 64 significant bits do not fit in 6 bits; it is written as 0
             // (0 itself never occurs since xor != 0) and read back as 64.
             let sig = 64 - u32::from(leading) - u32::from(trailing);
-            self.write_bits(u64::from(sig) & 0x3f, 6);
+            // Changed ('1'), a new window ('1'), its leading zeros (5 bits)
+            // and length (6 bits).
+            let control = 0b11 << 11 | u64::from(leading) << 6 | (u64::from(sig) & 0x3f);
+            self.write_bits(control, 13);
             self.write_bits(xor >> trailing, sig);
         }
     }
