@@ -289,8 +289,7 @@ impl Parts {
         let labels_start = self.labels.len();
         let samples_start = self.samples.len();
         let histograms_start = self.histograms.len();
-        let (mut longest_name, mut longest_value) = (0, 0);
-        let mut label_fields = LabelFields::default();
+        let mut labels = SeriesLabels::default();
         let mut reader = Reader::new(buf, range);
         // What every encoder writes: all labels, then all samples. Read in
         // a loop each, with their one-byte keys, they spare the general
@@ -300,11 +299,7 @@ impl Parts {
             let offset = reader.pos;
             reader.pos += 1;
             let range = reader.length_delimited()?;
-            label_fields.add(offset..range.end);
-            let label = read_label(buf, range)?;
-            longest_name = longest_name.max(label.name.1);
-            longest_value = longest_value.max(label.value.1);
-            self.labels.push(label);
+            labels.read(&mut self.labels, buf, offset, range)?;
         }
         while reader.next_byte() == Some(SAMPLES_KEY) {
             reader.pos += 1;
@@ -316,11 +311,7 @@ impl Parts {
                 1 => {
                     expect(wire, LENGTH_DELIMITED, "TimeSeries", "labels", offset)?;
                     let range = reader.length_delimited()?;
-                    label_fields.add(offset..range.end);
-                    let label = read_label(buf, range)?;
-                    longest_name = longest_name.max(label.name.1);
-                    longest_value = longest_value.max(label.value.1);
-                    self.labels.push(label);
+                    labels.read(&mut self.labels, buf, offset, range)?;
                 }
                 2 => {
                     expect(wire, LENGTH_DELIMITED, "TimeSeries", "samples", offset)?;
@@ -351,10 +342,37 @@ impl Parts {
             labels: index(labels_start)..index(self.labels.len()),
             samples: index(samples_start)..index(self.samples.len()),
             histograms: index(histograms_start)..index(self.histograms.len()),
-            longest_name,
-            longest_value,
-            label_fields: label_fields.span(),
+            longest_name: labels.longest_name,
+            longest_value: labels.longest_value,
+            label_fields: labels.fields.span(),
         });
+        Ok(())
+    }
+}
+
+/// What is gathered about a series' labels while they are read.
+#[derive(Debug, Default)]
+struct SeriesLabels {
+    fields: LabelFields,
+    longest_name: u32,
+    longest_value: u32,
+}
+
+impl SeriesLabels {
+    /// Reads the `Label` at `range` (its field's key at `key`) into `out`.
+    #[inline]
+    fn read(
+        &mut self,
+        out: &mut Vec<LabelSpan>,
+        buf: &[u8],
+        key: usize,
+        range: Range<usize>,
+    ) -> Result<(), DecodeError> {
+        self.fields.add(key..range.end);
+        let label = read_label(buf, range)?;
+        self.longest_name = self.longest_name.max(label.name.1);
+        self.longest_value = self.longest_value.max(label.value.1);
+        out.push(label);
         Ok(())
     }
 }

@@ -408,6 +408,13 @@ mod tests {
         assert!(read(&path, 7_200_000).expect("no file").is_none());
     }
 
+    /// `body` (a snapshot without its checksum) with a checksum that fits.
+    fn with_checksum(mut body: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body
+    }
+
     #[test]
     fn a_snapshot_of_another_format_is_told_apart_from_damage() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -416,9 +423,7 @@ mod tests {
         let whole = fs::read(&path).expect("read");
         let mut older = whole[..whole.len() - 4].to_vec();
         older[MAGIC.len()] = 1;
-        let crc = crc32c::crc32c(&older);
-        older.extend_from_slice(&crc.to_le_bytes());
-        fs::write(&path, &older).expect("write");
+        fs::write(&path, with_checksum(older)).expect("write");
         let error = read(&path, 7_200_000).expect_err("other format");
         assert!(
             matches!(error, SnapshotError::OtherFormat { found: 1 }),
@@ -438,9 +443,7 @@ mod tests {
         for at in MAGIC.len() + 1..body.len() {
             let mut damaged = body.to_vec();
             damaged[at] ^= 0x5a;
-            let crc = crc32c::crc32c(&damaged);
-            damaged.extend_from_slice(&crc.to_le_bytes());
-            fs::write(&path, &damaged).expect("write");
+            fs::write(&path, with_checksum(damaged)).expect("write");
             match read(&path, 7_200_000) {
                 Ok(Some((head, _))) => assert!(head.num_series() <= 1, "byte {at}"),
                 Ok(None) => panic!("byte {at}: the file is there"),
