@@ -47,6 +47,13 @@ pub enum DecodeError {
     },
     #[error("body of {length} bytes is larger than 4 GiB")]
     TooLarge { length: usize },
+    /// The body's series, labels and samples, read, would take more than
+    /// the caller allows (a body of many tiny or empty series).
+    #[error(
+        "its series, labels and samples would take more than {limit} bytes in memory, \
+         {per_byte} per byte of the body"
+    )]
+    TooManyParts { limit: usize, per_byte: usize },
 }
 
 const VARINT: u8 = 0;
@@ -99,10 +106,19 @@ struct LabelSpan {
 impl RawWrite {
     /// Reads `buf`, a decompressed remote-write 1.0 body.
     pub fn decode(buf: Vec<u8>) -> Result<RawWrite, DecodeError> {
+        RawWrite::decode_within(buf, usize::MAX)
+    }
+
+    /// [`RawWrite::decode`], refusing a body whose parts would take more
+    /// than `per_byte` bytes of memory per byte of the body. Real requests
+    /// take about one (a series with one short label and one sample, the
+    /// smallest useful one, takes about four); a body of empty series
+    /// takes 26, and a 100 MiB one would ask for gigabytes.
+    pub fn decode_within(buf: Vec<u8>, per_byte: usize) -> Result<RawWrite, DecodeError> {
         if u32::try_from(buf.len()).is_err() {
             return Err(DecodeError::TooLarge { length: buf.len() });
         }
-        let mut parts = Parts::with_capacity_for(buf.len());
+        let mut parts = Parts::for_body(buf.len(), per_byte);
         let mut reader = Reader::new(&buf, 0..buf.len());
         while let Some((field, wire, offset)) = reader.key()? {
             match field {
@@ -110,6 +126,7 @@ impl RawWrite {
                     expect(wire, LENGTH_DELIMITED, "WriteRequest", "timeseries", offset)?;
                     let range = reader.length_delimited()?;
                     parts.series(&buf, range)?;
+                    parts.check_memory()?;
                 }
                 3 => {
                     expect(wire, LENGTH_DELIMITED, "WriteRequest", "metadata", offset)?;
@@ -123,6 +140,7 @@ impl RawWrite {
                         }
                     })?;
                     parts.metadata.push(metadata);
+                    parts.check_memory()?;
                 }
                 _ => reader.skip(field, wire, offset, 0)?,
             }
@@ -157,6 +175,16 @@ impl RawWrite {
         self.series
             .iter()
             .map(move |span| RawSeries { write: self, span })
+    }
+
+    /// Bytes of memory the request holds: its buffer and what was read.
+    pub fn memory_bytes(&self) -> usize {
+        self.buf.capacity()
+            + capacity_bytes(&self.series)
+            + capacity_bytes(&self.labels)
+            + capacity_bytes(&self.samples)
+            + capacity_bytes(&self.histograms)
+            + capacity_bytes(&self.metadata)
     }
 
     /// The metric metadata sent with the request.
@@ -265,15 +293,37 @@ struct Parts {
     samples: Vec<Sample>,
     histograms: Vec<Histogram>,
     metadata: Vec<MetricMetadata>,
+    /// Most bytes the vectors may take.
+    limit: usize,
+    per_byte: usize,
 }
+
+/// Parts any body may take, whatever its size.
+const MIN_PARTS_LIMIT: usize = 64 << 10;
 
 /// Rough sizes of a typical series, for reserving the vectors once
 /// instead of growing them while decoding.
 const BYTES_PER_SERIES_GUESS: usize = 160;
 const LABELS_PER_SERIES_GUESS: usize = 6;
 
+/// Bytes a vector's allocation takes (its elements' own heap parts aside).
+fn capacity_bytes<T>(items: &Vec<T>) -> usize {
+    items.capacity() * std::mem::size_of::<T>()
+}
+
 impl Parts {
-    fn with_capacity_for(body_len: usize) -> Parts {
+    /// Bytes the parts read so far take (allocated, not only used).
+    fn memory_bytes(&self) -> usize {
+        capacity_bytes(&self.series)
+            + capacity_bytes(&self.labels)
+            + capacity_bytes(&self.samples)
+            + capacity_bytes(&self.histograms)
+            + capacity_bytes(&self.metadata)
+    }
+
+    /// Empty parts for a body of `body_len` bytes, reserved for a typical
+    /// one (about a byte of parts per byte of body).
+    fn for_body(body_len: usize, per_byte: usize) -> Parts {
         let series = body_len / BYTES_PER_SERIES_GUESS + 1;
         Parts {
             series: Vec::with_capacity(series),
@@ -281,7 +331,23 @@ impl Parts {
             samples: Vec::with_capacity(series),
             histograms: Vec::new(),
             metadata: Vec::new(),
+            // Small bodies get room for the vectors' first allocations.
+            limit: body_len.saturating_mul(per_byte).max(MIN_PARTS_LIMIT),
+            per_byte,
         }
+    }
+
+    /// An error once the parts take more than allowed. Checked after each
+    /// series, histogram and metadata entry (the last two take up to a
+    /// hundred times their encoding).
+    fn check_memory(&self) -> Result<(), DecodeError> {
+        if self.memory_bytes() > self.limit {
+            return Err(DecodeError::TooManyParts {
+                limit: self.limit,
+                per_byte: self.per_byte,
+            });
+        }
+        Ok(())
     }
 
     /// Reads one `TimeSeries` message at `range` of `buf`.
@@ -334,6 +400,7 @@ impl Parts {
                             source,
                         })?;
                     self.histograms.push(histogram);
+                    self.check_memory()?;
                 }
                 _ => reader.skip(field, wire, offset, 0)?,
             }

@@ -83,6 +83,12 @@ fn check_content_headers(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Most bytes of memory a request's series, labels and samples may take
+/// once read, per byte of its decompressed body: real requests take about
+/// one, the smallest useful series (one short label, one sample) about
+/// four; a body of empty series or histograms would take 26 to 100.
+const MAX_PARTS_PER_BODY_BYTE: usize = 8;
+
 /// What a remote-write request did, for the response.
 #[derive(Debug, Default)]
 struct Ingested {
@@ -111,11 +117,15 @@ impl Frontend {
         let compressed = read_body(body, limits.max_request_body_bytes).await?;
         let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
         let _in_flight = self.admit_write_bytes(decoded.len())?;
-        let request = RawWrite::decode(decoded).map_err(|e| {
+        let body_len = decoded.len();
+        let request = RawWrite::decode_within(decoded, MAX_PARTS_PER_BODY_BYTE).map_err(|e| {
             ApiError::bad_data(format!(
                 "body is not a valid remote-write protobuf message: {e}"
             ))
         })?;
+        // What reading it took beyond the body counts too.
+        let _parts_in_flight =
+            self.admit_write_bytes(request.memory_bytes().saturating_sub(body_len))?;
         self.ingest(&tenant, request).await
     }
 

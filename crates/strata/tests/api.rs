@@ -732,6 +732,13 @@ fn bad_bodies_are_refused_without_harm() {
             413,
         ),
         (
+            // 200 KB that would take 4 MB once read.
+            "a body of 100,000 empty series",
+            REMOTE_WRITE_HEADERS.to_vec(),
+            compress(&[0x0a, 0x00].repeat(100_000)),
+            400,
+        ),
+        (
             "remote write 2.0",
             vec![
                 (
@@ -762,6 +769,20 @@ fn bad_bodies_are_refused_without_harm() {
             assert!(!reply.text.trim().is_empty(), "{what}: an explanation");
         }
     }
+
+    // Refused for what reading it would take, not series by series.
+    let empty_series = compress(&[0x0a, 0x00].repeat(100_000));
+    let reply = post(
+        &strata.url("/api/v1/push"),
+        None,
+        &REMOTE_WRITE_HEADERS,
+        &empty_series,
+    );
+    assert!(
+        reply.text.contains("would take more than"),
+        "{}",
+        reply.text
+    );
 
     // The server is alive and nothing was lost or added.
     assert_eq!(

@@ -345,3 +345,34 @@ proptest! {
         agrees_with_prost(&bytes);
     }
 }
+
+#[test]
+fn a_body_of_tiny_parts_is_refused_within_a_memory_bound() {
+    // Empty series: two bytes each, some 44 bytes each once read.
+    let empty_series = field(1, LENGTH_DELIMITED, &[]).repeat(100_000);
+    let error = RawWrite::decode_within(empty_series.clone(), 8).expect_err("too many parts");
+    assert!(
+        matches!(
+            error,
+            DecodeError::TooManyParts {
+                limit: 1_600_000,
+                per_byte: 8
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        RawWrite::decode(empty_series).expect("no bound").len(),
+        100_000
+    );
+    // Empty histograms in one series: a Histogram struct for two bytes.
+    let histograms = field(4, LENGTH_DELIMITED, &[]).repeat(10_000);
+    let series = field(1, LENGTH_DELIMITED, &histograms);
+    let error = RawWrite::decode_within(series, 8).expect_err("too many histograms");
+    assert!(matches!(error, DecodeError::TooManyParts { .. }), "{error}");
+    // A real request stays well within the bound.
+    let real = sample_request().encode_to_vec();
+    let write = RawWrite::decode_within(real.clone(), 8).expect("real request");
+    assert_eq!(write.len(), 3);
+    assert!(write.memory_bytes() >= real.len());
+}
