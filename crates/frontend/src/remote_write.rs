@@ -116,7 +116,7 @@ impl Frontend {
         let limits = self.limits_for(&tenant);
         let compressed = read_body(body, limits.max_request_body_bytes).await?;
         let decoded = decompress(&compressed, limits.max_decompressed_body_bytes)?;
-        let _in_flight = self.admit_write_bytes(decoded.len())?;
+        let mut in_flight = self.admit_write_bytes(decoded.len())?;
         let body_len = decoded.len();
         let request = RawWrite::decode_within(decoded, MAX_PARTS_PER_BODY_BYTE).map_err(|e| {
             ApiError::bad_data(format!(
@@ -124,8 +124,10 @@ impl Frontend {
             ))
         })?;
         // What reading it took beyond the body counts too.
-        let _parts_in_flight =
-            self.admit_write_bytes(request.memory_bytes().saturating_sub(body_len))?;
+        in_flight.grow(
+            request.memory_bytes().saturating_sub(body_len),
+            self.config().limits.max_inflight_write_bytes,
+        )?;
         self.ingest(&tenant, request).await
     }
 
@@ -247,6 +249,26 @@ mod tests {
     }
 
     #[test]
+    fn a_write_grows_on_the_same_terms() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        // Alone: its own bytes do not count against it.
+        let mut alone = admit(&counter, 100, 80).expect("room");
+        alone.grow(300, 100).expect("alone");
+        drop(alone);
+        assert_eq!(counter.load(Ordering::Acquire), 0);
+        // Beside another write: refused past the limit, and released.
+        let other = admit(&counter, 100, 30).expect("room");
+        let mut write = admit(&counter, 100, 50).expect("room");
+        write.grow(10, 100).expect("fits");
+        let refused = write.grow(20, 100).expect_err("over the limit");
+        assert_eq!(refused.class, ErrorClass::RateLimited);
+        drop(write);
+        assert_eq!(counter.load(Ordering::Acquire), 30);
+        drop(other);
+        assert_eq!(counter.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
     fn content_headers() {
         let mut headers = HeaderMap::new();
         assert!(check_content_headers(&headers).is_ok());
@@ -285,23 +307,41 @@ fn admit(
         counter: counter.clone(),
         bytes,
     };
-    if limit > 0 && before > 0 && before + bytes > limit {
-        return Err(ApiError::new(
-            ErrorClass::RateLimited,
-            format!(
-                "too many remote-write bytes in flight: {} of at most {limit} (limits.max_inflight_write_bytes); retry later",
-                before + bytes
-            ),
-        ));
-    }
+    check_in_flight(limit, before, before + bytes)?;
     Ok(guard)
 }
 
-/// Decompressed bytes of one write, counted while it is in flight.
+/// 429 when `total` bytes in flight exceed `limit` and `others` of them
+/// belong to other writes.
+fn check_in_flight(limit: usize, others: usize, total: usize) -> Result<(), ApiError> {
+    if limit > 0 && others > 0 && total > limit {
+        return Err(ApiError::new(
+            ErrorClass::RateLimited,
+            format!(
+                "too many remote-write bytes in flight: {total} of at most {limit} (limits.max_inflight_write_bytes); retry later"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes of one write (its decompressed body, then what reading it
+/// took), counted while it is in flight.
 #[derive(Debug)]
 struct InFlightWrite {
     counter: Arc<AtomicUsize>,
     bytes: usize,
+}
+
+impl InFlightWrite {
+    /// Counts `extra` more bytes of this write, on [`admit`]'s terms: its
+    /// own bytes are not "something else in flight".
+    fn grow(&mut self, extra: usize, limit: usize) -> Result<(), ApiError> {
+        let before = self.counter.fetch_add(extra, Ordering::AcqRel);
+        let others = before.saturating_sub(self.bytes);
+        self.bytes += extra;
+        check_in_flight(limit, others, before + extra)
+    }
 }
 
 impl Drop for InFlightWrite {
