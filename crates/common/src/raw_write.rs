@@ -75,6 +75,8 @@ const MAX_GROUP_DEPTH: u32 = 100;
 #[derive(Debug, Default)]
 pub struct RawWrite {
     buf: Vec<u8>,
+    /// Bytes the vectors below take (see `Budget`).
+    parts_bytes: usize,
     series: Vec<SeriesSpan>,
     labels: Vec<LabelSpan>,
     samples: Vec<Sample>,
@@ -126,7 +128,6 @@ impl RawWrite {
                     expect(wire, LENGTH_DELIMITED, "WriteRequest", "timeseries", offset)?;
                     let range = reader.length_delimited()?;
                     parts.series(&buf, range)?;
-                    parts.check_memory()?;
                 }
                 3 => {
                     expect(wire, LENGTH_DELIMITED, "WriteRequest", "metadata", offset)?;
@@ -139,14 +140,14 @@ impl RawWrite {
                             source,
                         }
                     })?;
-                    parts.metadata.push(metadata);
-                    parts.check_memory()?;
+                    parts.budget.push(&mut parts.metadata, metadata)?;
                 }
                 _ => reader.skip(field, wire, offset, 0)?,
             }
         }
         Ok(RawWrite {
             buf,
+            parts_bytes: parts.budget.used,
             series: parts.series,
             labels: parts.labels,
             samples: parts.samples,
@@ -179,12 +180,7 @@ impl RawWrite {
 
     /// Bytes of memory the request holds: its buffer and what was read.
     pub fn memory_bytes(&self) -> usize {
-        self.buf.capacity()
-            + capacity_bytes(&self.series)
-            + capacity_bytes(&self.labels)
-            + capacity_bytes(&self.samples)
-            + capacity_bytes(&self.histograms)
-            + capacity_bytes(&self.metadata)
+        self.buf.capacity() + self.parts_bytes
     }
 
     /// The metric metadata sent with the request.
@@ -286,16 +282,51 @@ fn slice<'a, T>(items: &'a [T], range: &Range<u32>) -> &'a [T] {
 }
 
 /// The vectors being filled while the buffer is borrowed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Parts {
     series: Vec<SeriesSpan>,
     labels: Vec<LabelSpan>,
     samples: Vec<Sample>,
     histograms: Vec<Histogram>,
     metadata: Vec<MetricMetadata>,
-    /// Most bytes the vectors may take.
+    budget: Budget,
+}
+
+/// The memory the parts may take, counted before every allocation.
+#[derive(Debug)]
+struct Budget {
+    /// Bytes allocated: the vectors' capacities and an estimate of the
+    /// histograms' own vectors.
+    used: usize,
     limit: usize,
     per_byte: usize,
+}
+
+impl Budget {
+    /// Takes `bytes` more, or refuses.
+    fn take(&mut self, bytes: usize) -> Result<(), DecodeError> {
+        let used = self.used.saturating_add(bytes);
+        if used > self.limit {
+            return Err(DecodeError::TooManyParts {
+                limit: self.limit,
+                per_byte: self.per_byte,
+            });
+        }
+        self.used = used;
+        Ok(())
+    }
+
+    /// Pushes `item` onto `items`, taking what growing them allocates first.
+    #[inline]
+    fn push<T>(&mut self, items: &mut Vec<T>, item: T) -> Result<(), DecodeError> {
+        if items.len() == items.capacity() {
+            let more = items.capacity().max(4);
+            self.take(more * std::mem::size_of::<T>())?;
+            items.reserve_exact(more);
+        }
+        items.push(item);
+        Ok(())
+    }
 }
 
 /// Parts any body may take, whatever its size.
@@ -312,42 +343,33 @@ fn capacity_bytes<T>(items: &Vec<T>) -> usize {
 }
 
 impl Parts {
-    /// Bytes the parts read so far take (allocated, not only used).
-    fn memory_bytes(&self) -> usize {
-        capacity_bytes(&self.series)
-            + capacity_bytes(&self.labels)
-            + capacity_bytes(&self.samples)
-            + capacity_bytes(&self.histograms)
-            + capacity_bytes(&self.metadata)
-    }
-
     /// Empty parts for a body of `body_len` bytes, reserved for a typical
-    /// one (about a byte of parts per byte of body).
+    /// one (about a byte of parts per byte of body) and bounded to
+    /// `per_byte` bytes per byte of it.
     fn for_body(body_len: usize, per_byte: usize) -> Parts {
         let series = body_len / BYTES_PER_SERIES_GUESS + 1;
-        Parts {
+        let parts = Parts {
             series: Vec::with_capacity(series),
             labels: Vec::with_capacity(series * LABELS_PER_SERIES_GUESS),
             samples: Vec::with_capacity(series),
             histograms: Vec::new(),
             metadata: Vec::new(),
-            // Small bodies get room for the vectors' first allocations.
-            limit: body_len.saturating_mul(per_byte).max(MIN_PARTS_LIMIT),
-            per_byte,
+            budget: Budget {
+                used: 0,
+                // Small bodies get room for the vectors' first allocations.
+                limit: body_len.saturating_mul(per_byte).max(MIN_PARTS_LIMIT),
+                per_byte,
+            },
+        };
+        Parts {
+            budget: Budget {
+                used: capacity_bytes(&parts.series)
+                    + capacity_bytes(&parts.labels)
+                    + capacity_bytes(&parts.samples),
+                ..parts.budget
+            },
+            ..parts
         }
-    }
-
-    /// An error once the parts take more than allowed. Checked after each
-    /// series, histogram and metadata entry (the last two take up to a
-    /// hundred times their encoding).
-    fn check_memory(&self) -> Result<(), DecodeError> {
-        if self.memory_bytes() > self.limit {
-            return Err(DecodeError::TooManyParts {
-                limit: self.limit,
-                per_byte: self.per_byte,
-            });
-        }
-        Ok(())
     }
 
     /// Reads one `TimeSeries` message at `range` of `buf`.
@@ -365,24 +387,26 @@ impl Parts {
             let offset = reader.pos;
             reader.pos += 1;
             let range = reader.length_delimited()?;
-            labels.read(&mut self.labels, buf, offset, range)?;
+            let label = labels.read(buf, offset, range)?;
+            self.budget.push(&mut self.labels, label)?;
         }
         while reader.next_byte() == Some(SAMPLES_KEY) {
             reader.pos += 1;
             let sample = read_sample(buf, reader.length_delimited()?)?;
-            self.samples.push(sample);
+            self.budget.push(&mut self.samples, sample)?;
         }
         while let Some((field, wire, offset)) = reader.key()? {
             match field {
                 1 => {
                     expect(wire, LENGTH_DELIMITED, "TimeSeries", "labels", offset)?;
                     let range = reader.length_delimited()?;
-                    labels.read(&mut self.labels, buf, offset, range)?;
+                    let label = labels.read(buf, offset, range)?;
+                    self.budget.push(&mut self.labels, label)?;
                 }
                 2 => {
                     expect(wire, LENGTH_DELIMITED, "TimeSeries", "samples", offset)?;
                     let sample = read_sample(buf, reader.length_delimited()?)?;
-                    self.samples.push(sample);
+                    self.budget.push(&mut self.samples, sample)?;
                 }
                 3 => {
                     // Exemplars are not stored yet: skipped undecoded.
@@ -393,27 +417,28 @@ impl Parts {
                     expect(wire, LENGTH_DELIMITED, "TimeSeries", "histograms", offset)?;
                     let range = reader.length_delimited()?;
                     let start = range.start;
+                    // Its own vectors: at most 8 bytes per byte of it.
+                    self.budget.take(8 * range.len())?;
                     let histogram =
                         Histogram::decode(&buf[range]).map_err(|source| DecodeError::Embedded {
                             message: "Histogram",
                             offset: start,
                             source,
                         })?;
-                    self.histograms.push(histogram);
-                    self.check_memory()?;
+                    self.budget.push(&mut self.histograms, histogram)?;
                 }
                 _ => reader.skip(field, wire, offset, 0)?,
             }
         }
-        self.series.push(SeriesSpan {
+        let span = SeriesSpan {
             labels: index(labels_start)..index(self.labels.len()),
             samples: index(samples_start)..index(self.samples.len()),
             histograms: index(histograms_start)..index(self.histograms.len()),
             longest_name: labels.longest_name,
             longest_value: labels.longest_value,
             label_fields: labels.fields.span(),
-        });
-        Ok(())
+        };
+        self.budget.push(&mut self.series, span)
     }
 }
 
@@ -426,21 +451,19 @@ struct SeriesLabels {
 }
 
 impl SeriesLabels {
-    /// Reads the `Label` at `range` (its field's key at `key`) into `out`.
+    /// Reads the `Label` at `range` (its field's key at `key`).
     #[inline]
     fn read(
         &mut self,
-        out: &mut Vec<LabelSpan>,
         buf: &[u8],
         key: usize,
         range: Range<usize>,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<LabelSpan, DecodeError> {
         self.fields.add(key..range.end);
         let label = read_label(buf, range)?;
         self.longest_name = self.longest_name.max(label.name.1);
         self.longest_value = self.longest_value.max(label.value.1);
-        out.push(label);
-        Ok(())
+        Ok(label)
     }
 }
 

@@ -228,16 +228,28 @@ impl TenantDb {
             state.cutting = Some(before);
             before
         };
-        let result = self.write_cut_blocks(before);
-        self.wal.lock().cutting = None;
-        let written = result?;
+        let written = match self.write_cut_blocks(before) {
+            Ok(written) => written,
+            Err(error) => {
+                self.wal.lock().cutting = None;
+                return Err(error);
+            }
+        };
         let count = written.len();
         {
+            // Under the WAL lock (taken before the head's, as the write path
+            // does): a write planned for a series with no data since
+            // `before` is applied before the series could be dropped here,
+            // or planned after, finding it gone. Without it, such a series
+            // could be dropped between a write's plan and its apply, losing
+            // an acknowledged sample.
+            let mut state = self.wal.lock();
             let mut head = self.head.write();
             let mut blocks = self.blocks.write();
             blocks.extend(written);
             blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
             let dropped = head.truncate_before(before);
+            state.cutting = None;
             tracing::debug!(tenant = %self.tenant, dropped, "head series without data dropped");
         }
         self.checkpoint(before)?;

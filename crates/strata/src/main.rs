@@ -24,6 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[allow(unsafe_code)]
 unsafe extern "C" {
     fn mi_collect(force: bool);
+    fn mi_thread_init();
     fn mi_option_set(option: i32, value: std::ffi::c_long);
     #[cfg(test)]
     fn mi_option_get(option: i32) -> std::ffi::c_long;
@@ -52,6 +53,13 @@ fn release_free_memory() {
     let spawned = std::thread::Builder::new()
         .name("memory-release".to_owned())
         .spawn(|| {
+            // `mi_collect` does nothing on a thread mimalloc has not set up
+            // (one that never allocated), not even the process-wide purge.
+            // SAFETY: takes no pointers; safe to call on any thread.
+            #[allow(unsafe_code)]
+            unsafe {
+                mi_thread_init();
+            }
             loop {
                 std::thread::sleep(Duration::from_secs(1));
                 // SAFETY: `mi_collect` takes no pointers and may be called

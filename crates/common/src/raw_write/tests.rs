@@ -370,6 +370,17 @@ fn a_body_of_tiny_parts_is_refused_within_a_memory_bound() {
     let series = field(1, LENGTH_DELIMITED, &histograms);
     let error = RawWrite::decode_within(series, 8).expect_err("too many histograms");
     assert!(matches!(error, DecodeError::TooManyParts { .. }), "{error}");
+    // One series of empty samples: refused before its vector outgrows the bound.
+    let samples = field(2, LENGTH_DELIMITED, &[]).repeat(100_000);
+    let series = field(1, LENGTH_DELIMITED, &samples);
+    let error = RawWrite::decode_within(series.clone(), 8).expect_err("too many samples");
+    assert!(matches!(error, DecodeError::TooManyParts { .. }), "{error}");
+    let write = RawWrite::decode_within(series.clone(), 16).expect("room for them");
+    assert!(
+        write.memory_bytes() <= series.len() * 17,
+        "{}",
+        write.memory_bytes()
+    );
     // A real request stays well within the bound.
     let real = sample_request().encode_to_vec();
     let write = RawWrite::decode_within(real.clone(), 8).expect("real request");
