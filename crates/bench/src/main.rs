@@ -167,6 +167,12 @@ struct IngestArgs {
     /// whole WAL is replayed).
     #[arg(long, value_enum, default_value_t = StopKind::Term)]
     replay_after: StopKind,
+
+    /// Run the servers it starts on CPU 0 and its own sender threads on
+    /// the other CPUs (with `taskset`), so a server's CPU time is not
+    /// inflated by senders competing for its cores. Needs 2 CPUs or more.
+    #[arg(long)]
+    pin: bool,
 }
 
 /// How a server is stopped before a restart.
@@ -250,6 +256,9 @@ impl Plan {
 fn ingest(args: &IngestArgs) -> Result<bool> {
     if args.hosts == 0 || args.rounds == 0 {
         bail!("--hosts and --rounds must be positive");
+    }
+    if args.pin {
+        target::pin_servers_apart()?;
     }
     let interval_ms = i64::from(args.interval_secs.max(1)) * 1000;
     let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;

@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -42,6 +43,41 @@ fn temp_dir(name: &str) -> Result<tempfile::TempDir> {
         .context("create a temporary directory")
 }
 
+/// Set by [`pin_servers_apart`]: servers are started on CPU 0.
+static PIN_SERVERS: AtomicBool = AtomicBool::new(false);
+
+/// Moves this process (and the threads it starts from now on) to every CPU
+/// but the first, and makes the servers it starts run on the first.
+pub fn pin_servers_apart() -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        bail!("--pin needs 2 CPUs or more, this machine has {cpus}");
+    }
+    let status = Command::new("taskset")
+        .args(["-p", "-c", &format!("1-{}", cpus - 1)])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .context("run taskset (util-linux) for --pin")?;
+    if !status.success() {
+        bail!("taskset could not pin the bench to CPUs 1-{}", cpus - 1);
+    }
+    PIN_SERVERS.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The command that runs a server binary: through `taskset -c 0` when
+/// pinned (taskset execs the binary, so its process id stays the server's).
+fn server_command(bin: &Path) -> Command {
+    if PIN_SERVERS.load(Ordering::Relaxed) {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0"]).arg(bin);
+        command
+    } else {
+        Command::new(bin)
+    }
+}
+
 impl Server {
     /// Starts `strata` with a fresh data directory on free loopback ports.
     pub fn start_strata(bin: &Path, extra: &[String]) -> Result<Server> {
@@ -50,7 +86,7 @@ impl Server {
         let grpc = free_port()?;
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("strata.log");
-        let mut command = Command::new(bin);
+        let mut command = server_command(bin);
         command
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{http}"))
@@ -83,7 +119,7 @@ impl Server {
             "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
         )
         .context("write prometheus.yml")?;
-        let mut command = Command::new(bin);
+        let mut command = server_command(bin);
         command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
