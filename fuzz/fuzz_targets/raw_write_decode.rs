@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use strata_common::raw_write::RawWrite;
-use strata_proto::ingest::{RawLabel, RawTimeSeries, RawWriteRequest};
+use strata_proto::ingest::RawWriteRequest;
 
 fuzz_target!(|data: &[u8]| {
     let ours = RawWrite::decode(data.to_vec());
@@ -37,24 +37,5 @@ fuzz_target!(|data: &[u8]| {
 
 /// The in-place reading as prost's message, encoded (so NaNs compare by bits).
 fn reencode(write: &RawWrite) -> Vec<u8> {
-    let timeseries = write
-        .iter()
-        .map(|series| RawTimeSeries {
-            labels: series
-                .labels()
-                .map(|(name, value)| RawLabel {
-                    name: name.to_vec(),
-                    value: value.to_vec(),
-                })
-                .collect(),
-            samples: series.samples().to_vec(),
-            exemplars: Vec::new(),
-            histograms: series.histograms().to_vec(),
-        })
-        .collect();
-    RawWriteRequest {
-        timeseries,
-        metadata: write.metadata().to_vec(),
-    }
-    .encode_to_vec()
+    write.to_message().encode_to_vec()
 }

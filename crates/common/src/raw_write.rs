@@ -17,6 +17,7 @@
 use std::ops::Range;
 
 use prost::Message;
+use strata_proto::ingest::{RawLabel, RawTimeSeries, RawWriteRequest};
 use strata_proto::prometheus::{Histogram, MetricMetadata, Sample};
 
 /// Why a body is not a remote-write 1.0 `WriteRequest`.
@@ -181,6 +182,31 @@ impl RawWrite {
     /// Bytes of memory the request holds: its buffer and what was read.
     pub fn memory_bytes(&self) -> usize {
         self.buf.capacity() + self.parts_bytes
+    }
+
+    /// What was read, as prost's `RawWriteRequest` (exemplars left out:
+    /// they are skipped unread), so that this reading can be compared with
+    /// another decoder's (the unit tests and the fuzz target do).
+    pub fn to_message(&self) -> RawWriteRequest {
+        let timeseries = self
+            .iter()
+            .map(|series| RawTimeSeries {
+                labels: series
+                    .labels()
+                    .map(|(name, value)| RawLabel {
+                        name: name.to_vec(),
+                        value: value.to_vec(),
+                    })
+                    .collect(),
+                samples: series.samples().to_vec(),
+                exemplars: Vec::new(),
+                histograms: series.histograms().to_vec(),
+            })
+            .collect();
+        RawWriteRequest {
+            timeseries,
+            metadata: self.metadata.clone(),
+        }
     }
 
     /// The metric metadata sent with the request.

@@ -5,29 +5,9 @@ use strata_proto::prometheus::{BucketSpan, histogram};
 
 use super::*;
 
-/// What prost makes of the same request, exemplars left out (they are
-/// skipped undecoded), re-encoded so NaN payloads compare by bits.
+/// The in-place reading, encoded by prost (so NaN payloads compare by bits).
 fn as_prost(write: &RawWrite) -> Vec<u8> {
-    let timeseries = write
-        .iter()
-        .map(|series| RawTimeSeries {
-            labels: series
-                .labels()
-                .map(|(name, value)| RawLabel {
-                    name: name.to_vec(),
-                    value: value.to_vec(),
-                })
-                .collect(),
-            samples: series.samples().to_vec(),
-            exemplars: Vec::new(),
-            histograms: series.histograms().to_vec(),
-        })
-        .collect();
-    RawWriteRequest {
-        timeseries,
-        metadata: write.metadata().to_vec(),
-    }
-    .encode_to_vec()
+    write.to_message().encode_to_vec()
 }
 
 fn prost_view(bytes: &[u8]) -> Option<Vec<u8>> {
