@@ -38,7 +38,20 @@ impl TenantDb {
         // does not hold up the tenant's other writes, which wait for the
         // WAL lock (and its fsync).
         let resolved = resolve_all(&self.head.read(), request, validator, &mut invalid);
-        let outcome = self.write_planned(|head, bounds| {
+        let outcome = self.write_resolved(request, resolved, validator, &mut invalid)?;
+        Ok((outcome, invalid))
+    }
+
+    /// Writes `request`, its series resolved beforehand (`resolved`, in
+    /// request order) while other writes went on; refusals go to `invalid`.
+    fn write_resolved(
+        &self,
+        request: &RawWrite,
+        resolved: Vec<Resolved>,
+        validator: &dyn SeriesValidator,
+        invalid: &mut Refusals,
+    ) -> Result<WriteOutcome, TenantDbError> {
+        self.write_planned(|head, bounds| {
             let incoming = request
                 .iter()
                 .zip(resolved)
@@ -49,7 +62,7 @@ impl TenantDb {
                         // blocks): ids are never reused, so only a missing
                         // one needs another look, as a new series.
                         Resolved::Known(id) if head.series(id).is_none() => {
-                            resolve(index, series, None, validator, &mut invalid)
+                            resolve(index, series, None, validator, invalid)
                         }
                         resolved => resolved,
                     };
@@ -70,8 +83,7 @@ impl TenantDb {
                     histograms: series.histograms(),
                 });
             plan_write(head, incoming, request.metadata(), bounds)
-        })?;
-        Ok((outcome, invalid))
+        })
     }
 }
 
@@ -292,6 +304,32 @@ mod tests {
             replayed.select(&[], 0, 100).expect("select"),
             selected,
             "the WAL holds what the head does"
+        );
+    }
+
+    #[test]
+    fn a_series_cut_away_after_it_was_found_is_created_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        let rules = rules();
+        db.write_raw(&request(&[(UP_A, 1)]), &rules).expect("write");
+        let later = request(&[(UP_A, 10)]);
+        let mut invalid = Refusals::default();
+        let resolved = resolve_all(&db.head(), &later, &rules, &mut invalid);
+        assert!(matches!(resolved[..], [Resolved::Known(_)]));
+        // A cut between the lookup and the write drops the series.
+        db.flush().expect("flush");
+        assert_eq!(db.head().num_series(), 0);
+        let outcome = db
+            .write_resolved(&later, resolved, &rules, &mut invalid)
+            .expect("write");
+        assert_eq!(invalid, Refusals::default());
+        assert_eq!(outcome.new_series, 1);
+        assert_eq!(outcome.response.samples_written, 1);
+        assert_eq!(
+            db.head().num_series(),
+            1,
+            "the sample has a series to go to"
         );
     }
 
